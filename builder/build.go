@@ -1,0 +1,283 @@
+// Package builder turns an image spec into a bootable qcow2 disk: a cached
+// root file system, customised and labelled, laid onto a GPT disk with an
+// EFI system partition so that the disk boots with firmware alone.
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/runx"
+)
+
+// Options tune a build.
+type Options struct {
+	CacheDir string    // where root file systems and images are kept
+	AptRoot  string    // the host's apt configuration, for the mirror
+	Log      io.Writer // full output of every command (nil: discarded)
+	Progress Progress  // step-by-step progress (nil: silent)
+	Force    bool      // rebuild the image even when it is cached
+}
+
+// Progress hears about each step as it starts and ends.
+type Progress interface {
+	Start(step string)
+	Done(step string, d time.Duration, note string, err error)
+}
+
+// Result is what a build made.
+type Result struct {
+	Image  string // the qcow2 disk
+	Key    string // content key of the image
+	Cached bool   // the image was already there
+	Record Record
+}
+
+// Record is the build's own account, kept beside the image as JSON.
+type Record struct {
+	Spec       string            `json:"spec"`
+	SpecHash   string            `json:"specHash"`
+	Base       string            `json:"base"`
+	RootfsKey  string            `json:"rootfsKey"`
+	Mirror     string            `json:"mirror,omitempty"`
+	Kernel     string            `json:"kernel"`
+	RootUUID   string            `json:"rootUUID"`
+	DiskSize   int64             `json:"diskSize"`
+	Created    time.Time         `json:"created"`
+	StepTimes  map[string]string `json:"stepTimes"`
+	ImageBytes int64             `json:"imageBytes"`
+}
+
+// ImagePath is where the image of spec is (or would be) kept.
+func ImagePath(cacheDir string, spec *images.Spec) string {
+	return filepath.Join(cacheDir, "images", spec.Name+"-"+spec.Hash()[:16]+".qcow2")
+}
+
+// Build makes spec's image, or returns the cached one.
+func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error) {
+	base, ok := images.LookupBase(spec.Base)
+	if !ok {
+		return nil, fmt.Errorf("unknown base %q", spec.Base)
+	}
+	if base.Kind != images.FromPackages {
+		return nil, fmt.Errorf("base %s: building from a cloud image is not supported yet; use debian-12", base.Name)
+	}
+	if len(spec.Provision) > 0 {
+		return nil, fmt.Errorf("%s: provision steps are not supported yet", spec.Path)
+	}
+	if opts.AptRoot == "" {
+		opts.AptRoot = "/etc/apt"
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	b := &build{opts: opts, spec: spec, times: map[string]string{}}
+	img := ImagePath(opts.CacheDir, spec)
+	res := &Result{Image: img, Key: spec.Hash()}
+	if !opts.Force {
+		if rec, err := readRecord(img); err == nil {
+			res.Cached, res.Record = true, *rec
+			b.note("image", "cached "+filepath.Base(img))
+			return res, nil
+		}
+	}
+	rec, err := b.run(ctx, base, img)
+	if err != nil {
+		return nil, err
+	}
+	res.Record = *rec
+	return res, nil
+}
+
+type build struct {
+	opts  Options
+	spec  *images.Spec
+	times map[string]string
+}
+
+// step runs fn as one named, timed step of the build.
+func (b *build) step(name string, fn func() (string, error)) error {
+	if b.opts.Progress != nil {
+		b.opts.Progress.Start(name)
+	}
+	t0 := time.Now()
+	note, err := fn()
+	d := time.Since(t0)
+	b.times[name] = d.Round(10 * time.Millisecond).String()
+	if b.opts.Progress != nil {
+		b.opts.Progress.Done(name, d, note, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func (b *build) note(name, note string) {
+	if b.opts.Progress != nil {
+		b.opts.Progress.Start(name)
+		b.opts.Progress.Done(name, 0, note, nil)
+	}
+}
+
+func (b *build) run(ctx context.Context, base images.Base, img string) (*Record, error) {
+	cache := b.opts.CacheDir
+	if err := os.MkdirAll(filepath.Join(cache, "images"), 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(cache, ".work-"+b.spec.Name+"-")
+	if err != nil {
+		return nil, err
+	}
+	// Whatever happens, no half-made tree or disk is left behind.
+	defer removeTree(filepath.Join(work, "rootfs"))
+	defer os.RemoveAll(work)
+
+	rs := newRootfsSpec(base, b.spec.Packages, b.opts.AptRoot)
+	var cached string
+	err = b.step("root fs", func() (string, error) {
+		dir, hit, err := ensureRootfs(ctx, cache, rs, b.opts.Log)
+		cached = dir
+		if hit {
+			return "cached " + rs.key(), err
+		}
+		return "debootstrap " + rs.Suite + " " + rs.key(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Join(work, "rootfs")
+	if err := b.step("copy", func() (string, error) { return "", copyTree(ctx, cached, root, b.opts.Log) }); err != nil {
+		return nil, err
+	}
+	ids := idsFor(b.spec.Hash())
+	params := bootParams{Title: "labforge " + b.spec.Name, RootUUID: ids.RootUUID, SELinux: b.spec.SELinux, KernelArgs: kernelArgs(b.spec)}
+	if err := b.step("customize", func() (string, error) { return "selinux " + b.spec.SELinux, customize(ctx, root, b.spec, params, b.opts.Log) }); err != nil {
+		return nil, err
+	}
+	kernel, initrd, err := findKernel(root)
+	if err != nil {
+		return nil, err
+	}
+	esp, err := espFiles(root, kernel, initrd, params)
+	if err != nil {
+		return nil, err
+	}
+	raw := filepath.Join(work, "disk.raw")
+	if err := b.step("disk", func() (string, error) {
+		return fmt.Sprintf("GPT, ESP + ext4, %s", images.Size(b.spec.Disk.Size)),
+			makeRawDisk(ctx, raw, int64(b.spec.Disk.Size), ids, root, esp, b.opts.Log)
+	}); err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(work, "disk.qcow2")
+	if err := b.step("qcow2", func() (string, error) {
+		return "", runx.Run(ctx, b.opts.Log, nil, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, tmp)
+	}); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(tmp)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Record{
+		Spec: b.spec.Name, SpecHash: b.spec.Hash(), Base: base.Name, RootfsKey: rs.key(), Mirror: rs.Mirror,
+		Kernel: filepath.Base(kernel), RootUUID: ids.RootUUID, DiskSize: int64(b.spec.Disk.Size),
+		Created: time.Now().UTC(), StepTimes: b.times, ImageBytes: st.Size(),
+	}
+	// The record is written last: an image without one is not finished.
+	if err := os.Rename(tmp, img); err != nil {
+		return nil, fmt.Errorf("store image: %w", err)
+	}
+	if err := writeRecord(img, rec); err != nil {
+		os.Remove(img)
+		return nil, err
+	}
+	return rec, nil
+}
+
+func recordPath(img string) string { return img[:len(img)-len(filepath.Ext(img))] + ".json" }
+
+func readRecord(img string) (*Record, error) {
+	if _, err := os.Stat(img); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(recordPath(img))
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", recordPath(img), err)
+	}
+	return &r, nil
+}
+
+func writeRecord(img string, r *Record) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := recordPath(img) + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, recordPath(img))
+}
+
+// idsFor derives the disk's identifiers from the spec hash.
+func idsFor(hash string) diskIDs {
+	uuid := func(salt string) string {
+		s := sha256.Sum256([]byte(hash + salt))
+		s[6] = s[6]&0x0f | 0x40 // version 4 layout
+		s[8] = s[8]&0x3f | 0x80
+		return fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16])
+	}
+	return diskIDs{DiskGUID: uuid("disk"), ESPGUID: uuid("esp"), RootGUID: uuid("root-part"), RootUUID: uuid("root-fs")}
+}
+
+// findKernel picks the newest kernel and its initrd in the tree's /boot.
+func findKernel(root string) (kernel, initrd string, err error) {
+	ks, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(ks) == 0 {
+		return "", "", fmt.Errorf("no kernel in %s/boot", root)
+	}
+	sort.Strings(ks)
+	kernel = ks[len(ks)-1]
+	initrd = filepath.Join(root, "boot", "initrd.img-"+filepath.Base(kernel)[len("vmlinuz-"):])
+	if _, err := os.Stat(initrd); err != nil {
+		return "", "", fmt.Errorf("kernel %s has no initrd: %w", filepath.Base(kernel), err)
+	}
+	return kernel, initrd, nil
+}
+
+// espFiles is systemd-boot, its configuration, the kernel and the initrd.
+func espFiles(root, kernel, initrd string, p bootParams) ([]espFile, error) {
+	loader, err := render("loader.conf", p)
+	if err != nil {
+		return nil, err
+	}
+	entry, err := render("entry.conf", p)
+	if err != nil {
+		return nil, err
+	}
+	boot := filepath.Join(root, "usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+	if _, err := os.Stat(boot); err != nil {
+		return nil, fmt.Errorf("systemd-boot missing from the root fs (package systemd-boot-efi): %w", err)
+	}
+	return []espFile{
+		{Path: "/EFI/BOOT/BOOTX64.EFI", Src: boot},
+		{Path: "/loader/loader.conf", Data: loader},
+		{Path: "/loader/entries/labforge.conf", Data: entry},
+		{Path: "/vmlinuz", Src: kernel},
+		{Path: "/initrd.img", Src: initrd},
+	}, nil
+}

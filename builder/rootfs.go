@@ -1,0 +1,99 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/aptsrc"
+	"github.com/labforge/labforge/internal/runx"
+)
+
+// rootfsSpec is everything that shapes a bootstrapped root file system;
+// its hash names the cached copy.
+type rootfsSpec struct {
+	Suite    string
+	Mirror   string
+	Packages []string
+	Version  int // bump when the bootstrap recipe changes
+}
+
+const rootfsVersion = 1
+
+func newRootfsSpec(base images.Base, extra []string, aptRoot string) rootfsSpec {
+	pkgs := append(append([]string{}, base.Packages...), extra...)
+	// python3-cryptography (cloud-init) needs a virtual package that
+	// debootstrap's resolver does not follow; name its provider.
+	pkgs = append(pkgs, "python3-cffi-backend")
+	sort.Strings(pkgs)
+	pkgs = dedup(pkgs)
+	return rootfsSpec{Suite: base.Suite, Mirror: aptsrc.Mirror(aptRoot, base.Suite), Packages: pkgs, Version: rootfsVersion}
+}
+
+func (r rootfsSpec) key() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v%d\n%s\n%s\n%s\n", r.Version, r.Suite, r.Mirror, strings.Join(r.Packages, ","))
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+func dedup(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ensureRootfs returns the cached root file system for r, bootstrapping it
+// first when it is missing. The cache entry appears atomically (rename), so
+// an interrupted bootstrap never leaves a half-made tree in use.
+func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Writer) (dir string, cached bool, err error) {
+	dir = filepath.Join(cacheDir, "rootfs", r.key())
+	if _, err := os.Stat(filepath.Join(dir, "etc", "os-release")); err == nil {
+		return dir, true, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", false, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+r.key()+"-")
+	if err != nil {
+		return "", false, err
+	}
+	defer removeTree(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", false, err
+	}
+	args := []string{"--variant=minbase", "--components=main", "--include=" + strings.Join(r.Packages, ","), r.Suite, tmp}
+	if r.Mirror != "" {
+		args = append(args, r.Mirror)
+	}
+	if err := runx.Run(ctx, log, nil, "debootstrap", args...); err != nil {
+		return "", false, fmt.Errorf("bootstrap %s root fs (full log in the build directory): %w", r.Suite, err)
+	}
+	// Nothing downloaded needs to stay in every image.
+	if err := runx.Run(ctx, log, nil, "chroot", tmp, "apt-get", "clean"); err != nil {
+		return "", false, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", false, fmt.Errorf("store root fs in cache: %w", err)
+	}
+	return dir, false, nil
+}
+
+// removeTree deletes a root file system tree, first unmounting anything a
+// killed debootstrap or chroot left mounted inside it.
+func removeTree(dir string) {
+	for _, m := range []string{"proc", "sys", "dev/pts", "dev"} {
+		_ = unmount(filepath.Join(dir, m))
+	}
+	_ = os.RemoveAll(dir)
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/paths"
+)
+
+type buildFlags struct {
+	force bool
+}
+
+func newBuildCmd(g *globalFlags) *cobra.Command {
+	f := &buildFlags{}
+	cmd := &cobra.Command{
+		Use:   "build [SPEC]",
+		Short: "Build the image of a spec (cached; default " + defaultSpec + ")",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := loadSpec(args)
+			if err != nil {
+				return err
+			}
+			res, err := buildImage(cmd.Context(), spec, f.force, g.quiet, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "image %s (%s)\n", res.Image, humanBytes(res.Record.ImageBytes))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&f.force, "force", false, "rebuild the image even when it is cached")
+	return cmd
+}
+
+func loadSpec(args []string) (*images.Spec, error) {
+	path := defaultSpec
+	if len(args) > 0 {
+		path = args[0]
+	}
+	return images.Load(path)
+}
+
+// buildImage builds spec with a log file in the cache's build directory.
+func buildImage(ctx context.Context, spec *images.Spec, force, quiet bool, out io.Writer) (*builder.Result, error) {
+	cache := paths.Cache()
+	logDir := filepath.Join(cache, "builds", spec.Name)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(logDir, "build.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	res, err := builder.Build(ctx, spec, builder.Options{
+		CacheDir: cache, Log: log, Progress: newStepPrinter(out, quiet), Force: force,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w (full log: %s)", spec.Name, err, logPath)
+	}
+	return res, nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d B", n)
+}

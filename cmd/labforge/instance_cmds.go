@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/sshx"
+	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/verify"
+)
+
+func newDownCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "down [NAME]",
+		Short: "Destroy an instance: its domain, overlay, seed and keys",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			names := []string{"default"}
+			if len(args) == 1 {
+				names = args
+			}
+			if all {
+				if names, err = allInstances(conn); err != nil {
+					return err
+				}
+			}
+			var errs []error
+			for _, n := range names {
+				if err := instance.Down(conn, n); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: down\n", n)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "every instance, and any labforge domain without one")
+	return cmd
+}
+
+// allInstances is every instance record plus every labforge domain,
+// so that leftovers of a killed run are found too.
+func allInstances(conn *virt.Conn) ([]string, error) {
+	seen := map[string]bool{}
+	names, err := instance.List()
+	if err != nil {
+		return nil, err
+	}
+	doms, err := conn.List(instance.DomainPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range doms {
+		names = append(names, strings.TrimPrefix(d, instance.DomainPrefix))
+	}
+	var out []string
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func newSSHCmd() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "ssh [-n NAME] [-- COMMAND...]",
+		Short: "Log in to an instance, or run one command on it",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			inst, err := instance.Load(name)
+			if err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				return execSSH(inst)
+			}
+			client, err := dialInstance(cmd.Context(), inst, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			defer client.Close()
+			code, err := client.Stream(cmd.Context(), strings.Join(args, " "), os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError(code)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&name, "name", "n", "default", "instance name")
+	return cmd
+}
+
+// execSSH hands the terminal to the system ssh client, set up with the
+// instance's key and pinned host key.
+func execSSH(inst *instance.Instance) error {
+	ssh, err := exec.LookPath("ssh")
+	if err != nil {
+		return fmt.Errorf("an interactive login needs the ssh client (apt-get install openssh-client); `labforge ssh -- CMD` works without it")
+	}
+	return syscall.Exec(ssh, []string{"ssh", "-F", inst.SSHConfigPath(), inst.Domain}, os.Environ())
+}
+
+func dialInstance(ctx context.Context, inst *instance.Instance, timeout time.Duration) (*sshx.Client, error) {
+	cfg, err := inst.SSHConfig()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := sshx.Dial(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", inst.Name, err)
+	}
+	return c, nil
+}
+
+func newVerifyCmd() *cobra.Command {
+	var name, suitePath string
+	var report reportFlags
+	cmd := &cobra.Command{
+		Use:   "verify [-n NAME] [--suite FILE]",
+		Short: "Run a verify suite against a running instance",
+		Long: `verify runs the checks of a suite (by default the one named by the instance's
+spec) over one SSH connection and prints a table, JSON or JUnit XML. It exits
+non-zero when any check fails, naming the failing checks.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			inst, err := instance.Load(name)
+			if err != nil {
+				return err
+			}
+			if suitePath == "" {
+				suitePath = inst.VerifyOn
+			}
+			if suitePath == "" {
+				return fmt.Errorf("instance %s has no verify suite; pass --suite FILE", name)
+			}
+			suite, err := verify.Load(suitePath)
+			if err != nil {
+				return err
+			}
+			client, err := dialInstance(cmd.Context(), inst, time.Minute)
+			if err != nil {
+				return err
+			}
+			defer client.Close()
+			rep := verify.Run(cmd.Context(), instance.RootRunner{Client: client}, suite, verify.Options{})
+			rep.Host = inst.Name
+			if err := report.write(cmd.OutOrStdout(), rep); err != nil {
+				return err
+			}
+			if err := rep.Err(); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "labforge: %s: %v\n", inst.Name, err)
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&name, "name", "n", "default", "instance name")
+	cmd.Flags().StringVar(&suitePath, "suite", "", "verify suite file (default: the spec's)")
+	report.register(cmd)
+	return cmd
+}
+
+func newListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List instances with their state and SSH port",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			names, err := allInstances(conn)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tSSH\tACCEL\tIMAGE")
+			for _, n := range names {
+				state := "stopped"
+				if conn.Running(instance.DomainPrefix + n) {
+					state = "running"
+				}
+				inst, err := instance.Load(n)
+				if err != nil {
+					fmt.Fprintf(tw, "%s\t%s (stale: no record)\t-\t-\t-\n", n, state)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t127.0.0.1:%d\t%s\t%s\n", n, state, inst.SSHPort, inst.Accel, inst.Image)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print labforge's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "labforge %s\n", version)
+		},
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/sshx"
+	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/verify"
+)
+
+type upFlags struct {
+	name        string
+	bootTimeout time.Duration
+	noVerify    bool
+	report      reportFlags
+}
+
+func newUpCmd(g *globalFlags) *cobra.Command {
+	f := &upFlags{}
+	cmd := &cobra.Command{
+		Use:   "up [SPEC]",
+		Short: "Build (if not cached), boot and verify a lab host",
+		Long: `up builds the spec's image unless it is cached, boots a copy-on-write overlay
+of it through libvirt, waits for SSH and runs the spec's verify suite.
+Ctrl-C at any point leaves no domain and no files behind.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := loadSpec(args)
+			if err != nil {
+				return err
+			}
+			return runUp(cmd.Context(), cmd.OutOrStdout(), spec, f, g)
+		},
+	}
+	cmd.Flags().StringVarP(&f.name, "name", "n", "default", "instance name")
+	cmd.Flags().DurationVar(&f.bootTimeout, "boot-timeout", 10*time.Minute, "how long the guest may take to answer on SSH")
+	cmd.Flags().BoolVar(&f.noVerify, "no-verify", false, "skip the verify suite")
+	f.report.register(cmd)
+	return cmd
+}
+
+func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g *globalFlags) error {
+	if err := instance.ValidName(f.name); err != nil {
+		return err
+	}
+	var suite *verify.Suite
+	if spec.VerifyPath() != "" && !f.noVerify {
+		var err error
+		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
+			return err
+		}
+	}
+	res, err := buildImage(ctx, spec, false, g.quiet, out)
+	if err != nil {
+		return err
+	}
+	p := newStepPrinter(out, g.quiet)
+	conn, err := virt.Connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	accel, why := virt.ProbeAccel(ctx, paths.State())
+	if !g.quiet {
+		fmt.Fprintf(out, "==> accelerator %s: %s\n", accel, why)
+	}
+	var inst *instance.Instance
+	var client *sshx.Client
+	t0 := time.Now()
+	err = p.timed("boot to SSH-ready", func() (string, error) {
+		var err error
+		inst, client, err = instance.Up(ctx, conn, instance.UpOptions{
+			Name: f.name, Spec: spec.Path, Image: res.Image, User: spec.User,
+			MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs), Accel: accel,
+			BootTimeout: f.bootTimeout, Verify: spec.VerifyPath(),
+		})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s, ssh on 127.0.0.1:%d", inst.Domain, inst.SSHPort), nil
+	})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	bootTime := time.Since(t0)
+	if suite != nil {
+		rep := verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
+		rep.Host = inst.Name
+		if err := f.report.write(out, rep); err != nil {
+			return err
+		}
+		if rep.Err() != nil {
+			fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", inst.Name, rep.Err())
+			fmt.Fprintf(out, "the instance is still up for inspection: labforge ssh -n %s, then labforge down %s\n", inst.Name, inst.Name)
+			return exitError(1)
+		}
+	}
+	fmt.Fprintf(out, "\n%s is up (SSH-ready in %s, verified in %s).\n  log in:   labforge ssh -n %s\n  or:       ssh -F %s %s\n  console:  %s\n  stop:     labforge down %s\n",
+		inst.Name, bootTime.Round(100*time.Millisecond), time.Since(t0).Round(100*time.Millisecond),
+		inst.Name, inst.SSHConfigPath(), inst.Domain, inst.ConsolePath(), inst.Name)
+	return nil
+}

@@ -1,0 +1,80 @@
+package images
+
+import "sort"
+
+// BaseKind says how a base's root file system comes to be.
+type BaseKind string
+
+const (
+	// FromPackages bases are bootstrapped from the distribution's packages
+	// (debootstrap), so no prebuilt image has to be downloaded.
+	FromPackages BaseKind = "packages"
+	// CloudImage bases start from a published GenericCloud disk image.
+	CloudImage BaseKind = "cloud-image"
+)
+
+// Base is one entry of the catalogue.
+type Base struct {
+	Name   string
+	Family string // debian or el9: selects the provisioning profile
+	Kind   BaseKind
+
+	// FromPackages
+	Suite    string   // debootstrap suite
+	Packages []string // what every image of this base needs to boot and be reached
+
+	// CloudImage
+	URL    string
+	SHA256 string
+}
+
+// bootPackages is what a disk built from packages needs to boot under UEFI,
+// take its cloud-init seed, be reached over SSH and run SELinux.
+var bootPackages = []string{
+	"systemd-sysv", "udev", "dbus", "linux-image-cloud-amd64", "systemd-boot-efi",
+	"systemd-resolved", "openssh-server", "cloud-init", "sudo", "iproute2",
+	"selinux-policy-default", "policycoreutils", "auditd", "ca-certificates",
+	"procps", "less", "kmod",
+}
+
+var catalogue = map[string]Base{
+	"debian-12": {Name: "debian-12", Family: "debian", Kind: FromPackages, Suite: "bookworm", Packages: bootPackages},
+	// Versioned (dated) builds, never a "latest" link, so the sha256 holds.
+	// Rocky moves a minor release to its vault when the next one ships;
+	// --base-file takes a copy fetched from there.
+	"rocky-9": {Name: "rocky-9", Family: "el9", Kind: CloudImage,
+		URL:    "https://dl.rockylinux.org/pub/rocky/9.8/images/x86_64/Rocky-9-GenericCloud-Base-9.8-20260525.0.x86_64.qcow2",
+		SHA256: "92c206cc6f790c61583247eefe87890f8828420662c17cacf247cec78ab4eec8"},
+	"alma-9": {Name: "alma-9", Family: "el9", Kind: CloudImage,
+		URL:    "https://repo.almalinux.org/almalinux/9/cloud/x86_64/images/AlmaLinux-9-GenericCloud-9.8-20260810.x86_64.qcow2",
+		SHA256: "6bdab6376d46d42e4203ace3733efafc7c5d37c7cb443a6cc74750097002d74b"},
+	// The x86_64-named variant is the one with an EFI partition.
+	"centos-stream-9": {Name: "centos-stream-9", Family: "el9", Kind: CloudImage,
+		URL:    "https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-x86_64-9-20260714.1.x86_64.qcow2",
+		SHA256: "f3c37dab11b0d4addbddc5a77d4e8906167bcc0cb2c3e0ed9199af6050617bc7"},
+}
+
+// LookupBase finds a base by name.
+func LookupBase(name string) (Base, bool) {
+	b, ok := catalogue[name]
+	return b, ok
+}
+
+// BaseNames lists the catalogue, sorted.
+func BaseNames() []string {
+	names := make([]string, 0, len(catalogue))
+	for n := range catalogue {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Bases lists every base, sorted by name.
+func Bases() []Base {
+	var out []Base
+	for _, n := range BaseNames() {
+		out = append(out, catalogue[n])
+	}
+	return out
+}

@@ -1,0 +1,132 @@
+package images
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultSpecLoads(t *testing.T) {
+	s, err := Load("container-internals.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Base != "debian-12" || s.SELinux != "enforcing" || s.User != "student" {
+		t.Fatalf("unexpected spec: %+v", s)
+	}
+	if s.Disk.Size != 8<<30 || s.VM.Memory != 2<<30 || s.VM.CPUs != 2 {
+		t.Fatalf("sizes: %+v %+v", s.Disk, s.VM)
+	}
+	if filepath.Base(s.VerifyPath()) != "container-internals.verify.yaml" {
+		t.Fatalf("verify path %q", s.VerifyPath())
+	}
+}
+
+// Each bad spec gets a one-line error naming file:line and the field.
+func TestBadSpecs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "step.sh"), []byte("true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, doc, want string }{
+		{"unknown field", "name: x\nbase: debian-12\ncolour: red\n", "bad.yaml:3: colour: unknown field"},
+		{"wrong type", "name: x\nbase: debian-12\nvm:\n  cpus: two\n", `bad.yaml:4: vm.cpus: expected an integer, got "two"`},
+		{"unknown base", "name: x\nbase: ubuntu-99\n", `bad.yaml:2: base: unknown base "ubuntu-99" (known: alma-9, centos-stream-9, debian-12, rocky-9)`},
+		{"bad size", "name: x\nbase: debian-12\ndisk:\n  size: huge\n", `bad.yaml:4: disk.size: expected a size like 8GiB`},
+		{"small disk", "name: x\nbase: debian-12\ndisk:\n  size: 1GiB\n", `bad.yaml:4: disk.size: must be at least 2GiB`},
+		{"bad selinux", "name: x\nbase: debian-12\nselinux: sometimes\n", `bad.yaml:3: selinux: must be enforcing`},
+		{"missing name", "base: debian-12\n", `bad.yaml: name: required`},
+		{"bad name", "name: Big Name\nbase: debian-12\n", `bad.yaml:1: name: "Big Name" must be lower-case`},
+		{"packages not a list", "name: x\nbase: debian-12\npackages: vim\n", `bad.yaml:3: packages: expected a list, got "vim"`},
+		{"duplicate steps", "name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: true\n  - name: a\n    run: true\n", `bad.yaml:6: provision[1].name: duplicate step name "a"`},
+		{"missing step file", "name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: true\n    files: [nope.sh]\n", `bad.yaml:6: provision[0].files[0]: "nope.sh": no such file`},
+		{"step file outside", "name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: true\n    files: [../../etc/passwd]\n", `provision[0].files[0]: "../../etc/passwd" leaves the spec's directory`},
+		{"missing verify", "name: x\nbase: debian-12\nverify: none.yaml\n", `bad.yaml:3: verify: "none.yaml": no such file`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "bad.yaml")
+			if err := os.WriteFile(path, []byte(c.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if err == nil {
+				t.Fatalf("no error for %q", c.doc)
+			}
+			msg := strings.TrimPrefix(err.Error(), dir+"/")
+			if !strings.Contains(msg, c.want) {
+				t.Fatalf("error %q does not contain %q", msg, c.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Fatalf("error is not one line: %q", msg)
+			}
+		})
+	}
+}
+
+func TestHashFollowsContent(t *testing.T) {
+	dir := t.TempDir()
+	step := filepath.Join(dir, "step.sh")
+	write := func(s string) {
+		if err := os.WriteFile(step, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("echo one\n")
+	doc := "name: x\nbase: debian-12\ndescription: a\nprovision:\n  - name: a\n    run: sh step.sh\n    files: [step.sh]\n"
+	spec := filepath.Join(dir, "x.yaml")
+	if err := os.WriteFile(spec, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashA := a.Hash()
+	write("echo two\n")
+	b, _ := Load(spec)
+	if hashA == b.Hash() {
+		t.Fatal("changing a file a step reads must change the hash")
+	}
+	// The description and VM size do not shape the disk.
+	if err := os.WriteFile(spec, []byte(strings.Replace(doc, "description: a", "description: b\nvm:\n  cpus: 4", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Load(spec)
+	if c.Hash() != b.Hash() {
+		t.Fatal("description or vm changed the image hash")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"8GiB": 8 << 30, "512MiB": 512 << 20, "512M": 512 << 20, "1048576": 1 << 20, "2G": 2 << 30} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "8 PB", "-1"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q): want an error", in)
+		}
+	}
+}
+
+func TestCatalogue(t *testing.T) {
+	for _, b := range Bases() {
+		switch b.Kind {
+		case FromPackages:
+			if b.Suite == "" || len(b.Packages) == 0 {
+				t.Errorf("%s: no suite or packages", b.Name)
+			}
+		case CloudImage:
+			if !strings.HasPrefix(b.URL, "https://") || len(b.SHA256) != 64 {
+				t.Errorf("%s: URL %q or sha256 %q not pinned", b.Name, b.URL, b.SHA256)
+			}
+		}
+		if b.Family != "debian" && b.Family != "el9" {
+			t.Errorf("%s: unknown family %q", b.Name, b.Family)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+// Package runx runs host commands with their output kept in a log, and
+// errors that quote the tail of that output.
+package runx
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// Run runs name with args, copying its combined output to log (if not nil).
+// The error names the command and quotes the last lines it printed.
+func Run(ctx context.Context, log io.Writer, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var tail tailBuffer
+	var w io.Writer = &tail
+	if log != nil {
+		w = io.MultiWriter(log, &tail)
+		fmt.Fprintf(log, "$ %s %s\n", name, strings.Join(args, " "))
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Env = append(cmd.Environ(), env...)
+	// Own process group, so that Ctrl-C reaches labforge first and it
+	// decides how children stop (CommandContext kills them on cancel).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", name, ctx.Err())
+		}
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(short(args), " "), err, tail.String())
+	}
+	return nil
+}
+
+// Output runs the command and returns its standard output.
+func Output(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(short(args), " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+func short(args []string) []string {
+	if len(args) > 8 {
+		return append(args[:8:8], "…")
+	}
+	return args
+}
+
+// tailBuffer keeps the last few lines written to it.
+type tailBuffer struct{ b []byte }
+
+const tailMax = 2048
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > tailMax {
+		t.b = t.b[len(t.b)-tailMax:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, " | ")
+}

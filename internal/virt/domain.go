@@ -1,0 +1,249 @@
+package virt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
+)
+
+// MachineSpec is what a labforge guest is made of.
+type MachineSpec struct {
+	Name        string // libvirt domain name
+	Description string
+	Accel       Accel
+	MemoryMiB   uint
+	CPUs        uint
+	Disk        string // qcow2 overlay, the guest's only disk
+	Seed        string // cloud-init seed ISO ("" for none)
+	Firmware    Firmware
+	NVRAM       string // the guest's own copy of the variable store
+	Console     string // serial console log file
+	SSHPort     int    // host port on 127.0.0.1 forwarded to the guest's 22
+}
+
+// netdevID names the user-mode network backend in the QEMU command line.
+const netdevID = "lfnet0"
+
+// DomainXML renders the libvirt definition of m.
+func DomainXML(m MachineSpec) (string, error) {
+	cpu := &libvirtxml.DomainCPU{Mode: "maximum"}
+	if m.Accel == KVM {
+		cpu = &libvirtxml.DomainCPU{Mode: "host-passthrough"}
+	}
+	d := &libvirtxml.Domain{
+		Type:        m.Accel.DomainType(),
+		Name:        m.Name,
+		Description: m.Description,
+		Memory:      &libvirtxml.DomainMemory{Value: m.MemoryMiB, Unit: "MiB"},
+		VCPU:        &libvirtxml.DomainVCPU{Value: m.CPUs},
+		CPU:         cpu,
+		OS: &libvirtxml.DomainOS{
+			Type:   &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "q35", Type: "hvm"},
+			Loader: &libvirtxml.DomainLoader{Path: m.Firmware.Code, Readonly: "yes", Type: "pflash", Secure: "no"},
+			NVRam:  &libvirtxml.DomainNVRam{NVRam: m.NVRAM, Template: m.Firmware.Vars},
+		},
+		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		Devices: &libvirtxml.DomainDeviceList{
+			Controllers: []libvirtxml.DomainController{{Type: "scsi", Model: "virtio-scsi"}},
+			Disks: []libvirtxml.DomainDisk{{
+				Device: "disk",
+				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Discard: "unmap"},
+				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: m.Disk}},
+				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+			}},
+			Serials: []libvirtxml.DomainSerial{{
+				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: m.Console}},
+			}},
+			RNGs: []libvirtxml.DomainRNG{{Model: "virtio", Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}}}},
+		},
+		// libvirt 9 (Debian 12) has no passt, and its own user-mode
+		// interface cannot forward ports: QEMU's slirp is set up directly,
+		// the forward bound to loopback only. q35 needs an explicit slot.
+		QEMUCommandline: &libvirtxml.DomainQEMUCommandline{Args: qemuArgs(
+			"-netdev", fmt.Sprintf("user,id=%s,hostfwd=tcp:127.0.0.1:%d-:22", netdevID, m.SSHPort),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,bus=pcie.0,addr=0x10", netdevID),
+		)},
+	}
+	d.Devices.Serials[0].Source.File.Path = m.Console
+	d.Devices.Serials[0].Target = &libvirtxml.DomainSerialTarget{Port: new(uint)}
+	if m.Seed != "" {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "cdrom",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: m.Seed}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "scsi"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
+	}
+	// the serial device needs its type; libvirtxml takes it from Source.
+	return d.Marshal()
+}
+
+func qemuArgs(args ...string) []libvirtxml.DomainQEMUCommandlineArg {
+	out := make([]libvirtxml.DomainQEMUCommandlineArg, len(args))
+	for i, a := range args {
+		out[i] = libvirtxml.DomainQEMUCommandlineArg{Value: a}
+	}
+	return out
+}
+
+// FreePort asks the kernel for a free TCP port on 127.0.0.1. QEMU binds it
+// moments later; a lost race shows up as a start error naming the port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Define defines and starts the domain.
+func (c *Conn) Start(ctx context.Context, m MachineSpec) (libvirt.Domain, error) {
+	xml, err := DomainXML(m)
+	if err != nil {
+		return libvirt.Domain{}, fmt.Errorf("domain XML: %w", err)
+	}
+	dom, err := c.DomainDefineXMLFlags(xml, libvirt.DomainDefineValidate)
+	if err != nil {
+		return libvirt.Domain{}, fmt.Errorf("define %s: %w", m.Name, err)
+	}
+	if err := c.DomainCreate(dom); err != nil {
+		_ = c.DomainUndefineFlags(dom, libvirt.DomainUndefineNvram)
+		return libvirt.Domain{}, fmt.Errorf("start %s: %w", m.Name, err)
+	}
+	return dom, nil
+}
+
+// Remove stops (hard) and undefines the domain called name, with its
+// NVRAM. A domain that does not exist is not an error.
+func (c *Conn) Remove(name string) error {
+	dom, err := c.DomainLookupByName(name)
+	if err != nil {
+		if isNoDomain(err) {
+			return nil
+		}
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if state, _, err := c.DomainGetState(dom, 0); err == nil && libvirt.DomainState(state) != libvirt.DomainShutoff {
+		if err := c.DomainDestroy(dom); err != nil && !isNoDomain(err) {
+			return fmt.Errorf("destroy %s: %w", name, err)
+		}
+	}
+	if err := c.DomainUndefineFlags(dom, libvirt.DomainUndefineNvram); err != nil && !isNoDomain(err) {
+		return fmt.Errorf("undefine %s: %w", name, err)
+	}
+	return nil
+}
+
+// Exists says whether a domain called name is defined.
+func (c *Conn) Exists(name string) bool {
+	_, err := c.DomainLookupByName(name)
+	return err == nil
+}
+
+// Running says whether the domain called name is running.
+func (c *Conn) Running(name string) bool {
+	dom, err := c.DomainLookupByName(name)
+	if err != nil {
+		return false
+	}
+	state, _, err := c.DomainGetState(dom, 0)
+	return err == nil && libvirt.DomainState(state) == libvirt.DomainRunning
+}
+
+// List names the defined domains whose names start with prefix.
+func (c *Conn) List(prefix string) ([]string, error) {
+	doms, _, err := c.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range doms {
+		if strings.HasPrefix(d.Name, prefix) {
+			out = append(out, d.Name)
+		}
+	}
+	return out, nil
+}
+
+func isNoDomain(err error) bool {
+	var le libvirt.Error
+	return errors.As(err, &le) && le.Code == uint32(libvirt.ErrNoDomain)
+}
+
+// ErrStopped means the domain stopped while something waited on it.
+var ErrStopped = errors.New("domain stopped")
+
+// WatchStop returns a context that is cancelled, with cause ErrStopped,
+// when the domain called name stops or crashes: waiting for a guest that
+// is gone ends at once instead of at a timeout.
+func (c *Conn) WatchStop(ctx context.Context, name string) (context.Context, context.CancelFunc, error) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	events, err := c.LifecycleEvents(wctx)
+	if err != nil {
+		cancel(nil)
+		return nil, nil, fmt.Errorf("subscribe to lifecycle events: %w", err)
+	}
+	go func() {
+		for ev := range events {
+			if ev.Dom.Name != name {
+				continue
+			}
+			switch libvirt.DomainEventType(ev.Event) {
+			case libvirt.DomainEventStopped, libvirt.DomainEventCrashed:
+				cancel(fmt.Errorf("%w: %s (%s)", ErrStopped, name, stopReason(ev.Detail)))
+				return
+			}
+		}
+	}()
+	// A domain that stopped before the subscription is caught here.
+	if !c.Running(name) {
+		cancel(fmt.Errorf("%w: %s is not running", ErrStopped, name))
+	}
+	return wctx, func() { cancel(nil) }, nil
+}
+
+func stopReason(detail int32) string {
+	reasons := map[libvirt.DomainEventStoppedDetailType]string{
+		libvirt.DomainEventStoppedShutdown: "shut down", libvirt.DomainEventStoppedDestroyed: "destroyed",
+		libvirt.DomainEventStoppedCrashed: "crashed", libvirt.DomainEventStoppedFailed: "failed",
+	}
+	if r, ok := reasons[libvirt.DomainEventStoppedDetailType(detail)]; ok {
+		return r
+	}
+	return "detail " + strconv.Itoa(int(detail))
+}
+
+// Shutdown asks the guest to power off (ACPI) and waits up to timeout.
+func (c *Conn) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	dom, err := c.DomainLookupByName(name)
+	if err != nil {
+		return err
+	}
+	if err := c.DomainShutdown(dom); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !c.Running(name) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not power off within %s", name, timeout)
+}
