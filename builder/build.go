@@ -56,9 +56,19 @@ type Record struct {
 	ImageBytes int64             `json:"imageBytes"`
 }
 
+// recipe is bumped whenever the way a spec becomes a disk changes, so that
+// images made the old way are not reused.
+const recipe = 3
+
+// ImageKey names the image of spec: its content and the recipe.
+func ImageKey(spec *images.Spec) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s", recipe, spec.Hash())))
+	return fmt.Sprintf("%x", sum[:8])
+}
+
 // ImagePath is where the image of spec is (or would be) kept.
 func ImagePath(cacheDir string, spec *images.Spec) string {
-	return filepath.Join(cacheDir, "images", spec.Name+"-"+spec.Hash()[:16]+".qcow2")
+	return filepath.Join(cacheDir, "images", spec.Name+"-"+ImageKey(spec)+".qcow2")
 }
 
 // Build makes spec's image, or returns the cached one.
@@ -81,7 +91,7 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 	}
 	b := &build{opts: opts, spec: spec, times: map[string]string{}}
 	img := ImagePath(opts.CacheDir, spec)
-	res := &Result{Image: img, Key: spec.Hash()}
+	res := &Result{Image: img, Key: ImageKey(spec)}
 	if !opts.Force {
 		if rec, err := readRecord(img); err == nil {
 			res.Cached, res.Record = true, *rec
@@ -160,7 +170,9 @@ func (b *build) run(ctx context.Context, base images.Base, img string) (*Record,
 	}
 	ids := idsFor(b.spec.Hash())
 	params := bootParams{Title: "labforge " + b.spec.Name, RootUUID: ids.RootUUID, SELinux: b.spec.SELinux, KernelArgs: kernelArgs(b.spec)}
-	if err := b.step("customize", func() (string, error) { return "selinux " + b.spec.SELinux, customize(ctx, root, b.spec, params, b.opts.Log) }); err != nil {
+	if err := b.step("customize", func() (string, error) {
+		return "selinux " + b.spec.SELinux, customize(ctx, root, b.spec, params, b.opts.Log)
+	}); err != nil {
 		return nil, err
 	}
 	kernel, initrd, err := findKernel(root)

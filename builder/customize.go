@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +19,12 @@ import (
 
 //go:embed templates
 var templates embed.FS
+
+// policyModules are local SELinux modules, kept as reviewed source (.te)
+// and compiled inside the image's own tree with its own tools.
+//
+//go:embed selinux/*.te
+var policyModules embed.FS
 
 // bootParams are the values the boot files are written from.
 type bootParams struct {
@@ -88,14 +95,35 @@ func customize(ctx context.Context, root string, spec *images.Spec, p bootParams
 	if err := os.WriteFile(filepath.Join(root, "etc/hostname"), []byte(spec.Name+"\n"), 0o644); err != nil {
 		return err
 	}
-	if err := runx.Run(ctx, log, nil, "chroot", root, "systemctl", "enable", "systemd-networkd", "systemd-resolved"); err != nil {
+	if err := inChroot(ctx, root, log, "systemctl", "enable", "systemd-networkd", "systemd-resolved"); err != nil {
 		return err
 	}
+	// Every labforge guest boots with a NoCloud seed, so cloud-init need
+	// not be detected: its generator (ds-identify) is masked and its target
+	// enabled outright. Under SELinux the generator could not even write
+	// its result to /run, and disabled cloud-init.
+	links := map[string]string{
+		"etc/systemd/system-generators/cloud-init-generator":           "/dev/null",
+		"etc/systemd/system/multi-user.target.wants/cloud-init.target": "/lib/systemd/system/cloud-init.target",
+	}
+	for link, target := range links {
+		path := filepath.Join(root, link)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		_ = os.Remove(path)
+		if err := os.Symlink(target, path); err != nil {
+			return fmt.Errorf("link %s: %w", link, err)
+		}
+	}
 	if spec.SELinux != "disabled" {
+		if err := installPolicyModules(ctx, root, log); err != nil {
+			return err
+		}
 		// Label offline, so the first boot is already enforcing and needs
 		// no relabel-and-reboot cycle.
 		fc := "/etc/selinux/default/contexts/files/file_contexts"
-		if err := runx.Run(ctx, log, nil, "chroot", root, "setfiles", "-F", fc, "/"); err != nil {
+		if err := inChroot(ctx, root, log, "setfiles", "-F", "-e", "/proc", "-e", "/sys", fc, "/"); err != nil {
 			return fmt.Errorf("label root fs for SELinux: %w", err)
 		}
 	}
@@ -113,4 +141,62 @@ func kernelArgs(spec *images.Spec) string {
 	}
 	args = append(args, spec.KernelArgs...)
 	return strings.Join(args, " ")
+}
+
+// inChroot runs a command inside root with /proc mounted, which
+// libselinux's labelling (it sets labels through /proc/self/fd) needs.
+func inChroot(ctx context.Context, root string, log io.Writer, args ...string) error {
+	proc := filepath.Join(root, "proc")
+	if err := os.MkdirAll(proc, 0o555); err != nil {
+		return err
+	}
+	if err := mountProc(proc); err != nil {
+		return fmt.Errorf("mount /proc in %s: %w", root, err)
+	}
+	defer unmount(proc)
+	return runx.Run(ctx, log, nil, "chroot", append([]string{root}, args...)...)
+}
+
+// installPolicyModules compiles and loads every local policy module into
+// the tree's policy store.
+func installPolicyModules(ctx context.Context, root string, log io.Writer) error {
+	mods, err := fs.Glob(policyModules, "selinux/*.te")
+	if err != nil {
+		return err
+	}
+	work := filepath.Join(root, "tmp", "labforge-selinux")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	var pps []string
+	for _, m := range mods {
+		src, err := policyModules.ReadFile(m)
+		if err != nil {
+			return err
+		}
+		name := strings.TrimSuffix(filepath.Base(m), ".te")
+		if err := os.WriteFile(filepath.Join(work, name+".te"), src, 0o644); err != nil {
+			return err
+		}
+		in := "/tmp/labforge-selinux/" + name
+		if err := inChroot(ctx, root, log, "checkmodule", "-M", "-m", "-o", in+".mod", in+".te"); err != nil {
+			return fmt.Errorf("compile policy module %s: %w", m, err)
+		}
+		if err := inChroot(ctx, root, log, "semodule_package", "-o", in+".pp", "-m", in+".mod"); err != nil {
+			return fmt.Errorf("package policy module %s: %w", m, err)
+		}
+		pps = append(pps, in+".pp")
+	}
+	if len(pps) == 0 {
+		return nil
+	}
+	args := []string{"semodule"}
+	for _, pp := range pps {
+		args = append(args, "-i", pp)
+	}
+	if err := inChroot(ctx, root, log, args...); err != nil {
+		return fmt.Errorf("load policy modules: %w", err)
+	}
+	return nil
 }

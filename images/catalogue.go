@@ -35,6 +35,9 @@ var bootPackages = []string{
 	"systemd-resolved", "openssh-server", "cloud-init", "sudo", "iproute2",
 	"selinux-policy-default", "policycoreutils", "auditd", "ca-certificates",
 	"procps", "less", "kmod",
+	// cloud-init labels what it writes when python3-selinux is there;
+	// checkpolicy and semodule-utils compile labforge's local modules.
+	"python3-selinux", "checkpolicy", "semodule-utils",
 }
 
 var catalogue = map[string]Base{

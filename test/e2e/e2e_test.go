@@ -1,0 +1,266 @@
+// Package e2e drives the labforge binary as a user would, against the real
+// system libvirtd, QEMU (TCG where KVM does not run guests) and a real guest.
+// It needs root and is skipped by `go test -short`.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jstemmer/go-junit-report/v2/junit"
+)
+
+var (
+	bin  string // the labforge binary under test
+	root string // the repository, where the default spec is found
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "labforge-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	root, _ = filepath.Abs("../..")
+	bin = filepath.Join(dir, "labforge")
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labforge").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build labforge: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: boots real VMs")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root (debootstrap, system libvirtd)")
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// labforge runs the binary from the repository root.
+func labforge(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = root
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	t0 := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), took: time.Since(t0)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("labforge %v: %v", args, err)
+	}
+	return r
+}
+
+func mustLabforge(t *testing.T, args ...string) result {
+	t.Helper()
+	r := labforge(t, args...)
+	if r.code != 0 {
+		t.Fatalf("labforge %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func virsh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("virsh %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+func domains(t *testing.T) string { return virsh(t, "list", "--all", "--name") }
+
+func readJUnit(t *testing.T, path string) junit.Testsuites {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s junit.Testsuites
+	if err := xml.Unmarshal(data, &s); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return s
+}
+
+// TestLabHost is the walking skeleton end to end: build (cached), boot,
+// verify, log in, a wrong guest caught by verify, and a clean teardown.
+func TestLabHost(t *testing.T) {
+	needRoot(t)
+	const name = "e2e-host"
+	dom := "labforge-" + name
+	labforge(t, "down", name) // leftovers of an earlier, killed run
+	t.Cleanup(func() { labforge(t, "down", name) })
+	tmp := t.TempDir()
+
+	build := mustLabforge(t, "build")
+	t.Logf("build (default spec): %s\n%s", build.took.Round(time.Second), build.stdout)
+
+	upJUnit := filepath.Join(tmp, "up.xml")
+	up := mustLabforge(t, "up", "--name", name, "--junit", upJUnit)
+	t.Logf("labforge up: %s\n%s", up.took.Round(time.Second), up.stdout)
+	if m := regexp.MustCompile(`SSH-ready in ([0-9.]+m?[0-9.]*s)`).FindStringSubmatch(up.stdout); m != nil {
+		t.Logf("FIGURE up-to-SSH-ready: %s", m[1])
+	}
+	for _, s := range readJUnit(t, upJUnit).Suites {
+		if s.Failures != 0 || s.Tests == 0 {
+			t.Fatalf("verify after up: %d tests, %d failures", s.Tests, s.Failures)
+		}
+	}
+
+	t.Run("ssh runs a command on the guest", func(t *testing.T) {
+		r := mustLabforge(t, "ssh", "-n", name, "--", "uname", "-a")
+		if !strings.HasPrefix(r.stdout, "Linux "+name+" ") || !strings.Contains(r.stdout, "x86_64") {
+			t.Fatalf("uname -a printed %q", r.stdout)
+		}
+		r = labforge(t, "ssh", "-n", name, "--", "exit", "7")
+		if r.code != 7 {
+			t.Fatalf("remote exit 7 gave %d", r.code)
+		}
+		a := mustLabforge(t, "ssh", "-n", name, "--", "systemd-analyze")
+		t.Logf("FIGURE guest systemd-analyze: %s", strings.TrimSpace(strings.SplitN(a.stdout, "\n", 2)[0]))
+	})
+
+	t.Run("disk boots with firmware only", func(t *testing.T) {
+		x := virsh(t, "dumpxml", dom)
+		if strings.Contains(x, "<kernel>") || strings.Contains(x, "<initrd>") {
+			t.Fatal("the host supplies a kernel")
+		}
+		if !strings.Contains(x, "type='pflash'") || !strings.Contains(x, "OVMF") {
+			t.Fatalf("no OVMF pflash loader in:\n%s", x)
+		}
+		r := mustLabforge(t, "ssh", "-n", name, "--", "test -d /sys/firmware/efi && bootctl status 2>/dev/null | grep -i 'systemd-boot' | head -1")
+		t.Logf("guest firmware: %s", strings.TrimSpace(r.stdout))
+	})
+
+	t.Run("ssh forward binds loopback only", func(t *testing.T) {
+		x := virsh(t, "dumpxml", dom)
+		if !regexp.MustCompile(`hostfwd=tcp:127\.0\.0\.1:\d+-:22`).MatchString(x) {
+			t.Fatalf("forward not on 127.0.0.1:\n%s", x)
+		}
+	})
+
+	t.Run("verify fails on a wrong guest", func(t *testing.T) {
+		mustLabforge(t, "ssh", "-n", name, "--", "sudo", "setenforce", "0")
+		bad := filepath.Join(tmp, "bad.xml")
+		r := labforge(t, "verify", "-n", name, "--junit", bad)
+		if r.code == 0 {
+			t.Fatalf("verify passed on a permissive guest:\n%s", r.stdout)
+		}
+		if !strings.Contains(r.stderr, "selinux enforcing") {
+			t.Fatalf("stderr does not name the failing check: %q", r.stderr)
+		}
+		var failed []string
+		for _, s := range readJUnit(t, bad).Suites {
+			for _, tc := range s.Testcases {
+				if tc.Failure != nil {
+					failed = append(failed, tc.Name)
+				}
+			}
+		}
+		if len(failed) != 1 || failed[0] != "selinux enforcing" {
+			t.Fatalf("JUnit failures %v, want exactly [selinux enforcing]", failed)
+		}
+		mustLabforge(t, "ssh", "-n", name, "--", "sudo", "setenforce", "1")
+		mustLabforge(t, "verify", "-n", name)
+	})
+
+	t.Run("a changed host key is refused", func(t *testing.T) {
+		path := filepath.Join("/var/lib/labforge/instances", name, "instance.json")
+		if d := os.Getenv("LABFORGE_STATE"); d != "" {
+			path = filepath.Join(d, "instances", name, "instance.json")
+		}
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(path, orig, 0o600)
+		other := regexp.MustCompile(`"hostKey": "ssh-ed25519 [A-Za-z0-9+/=]+"`).ReplaceAll(orig,
+			[]byte(`"hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFzQ4v0yZWr7vVq1nq0l7OBP3Q1+e7m3l1c2p0m2Kx8Z"`))
+		if err := os.WriteFile(path, other, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := labforge(t, "ssh", "-n", name, "--", "true")
+		if r.code == 0 || !strings.Contains(r.stderr, "host key mismatch") {
+			t.Fatalf("want a host key mismatch, got exit %d: %s", r.code, r.stderr)
+		}
+	})
+
+	down := mustLabforge(t, "down", name)
+	t.Logf("labforge down: %s", down.took.Round(100*time.Millisecond))
+	if strings.Contains(domains(t), dom) {
+		t.Fatalf("domain %s still defined after down", dom)
+	}
+	if _, err := os.Stat(filepath.Join("/var/lib/labforge/instances", name)); !os.IsNotExist(err) {
+		t.Fatalf("instance directory left after down: %v", err)
+	}
+}
+
+// TestInterruptedUp sends Ctrl-C (SIGINT) to `labforge up` while the guest
+// boots and checks that no domain and no file is left.
+func TestInterruptedUp(t *testing.T) {
+	needRoot(t)
+	const name = "e2e-int"
+	dom := "labforge-" + name
+	labforge(t, "down", name)
+	mustLabforge(t, "build") // cached by TestLabHost; the boot is what is interrupted
+	cmd := exec.Command(bin, "up", "--name", name, "--no-verify")
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for !strings.Contains(domains(t), dom) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("domain never appeared:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the guest is booting now
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatalf("up exited 0 after SIGINT:\n%s", out.String())
+	}
+	t.Logf("up after SIGINT: %v\n%s", err, out.String())
+	if strings.Contains(domains(t), dom) {
+		labforge(t, "down", name)
+		t.Fatalf("domain %s left after Ctrl-C", dom)
+	}
+	if _, err := os.Stat(filepath.Join("/var/lib/labforge/instances", name)); !os.IsNotExist(err) {
+		t.Fatalf("instance directory left after Ctrl-C: %v", err)
+	}
+}
