@@ -58,7 +58,7 @@ type Record struct {
 
 // recipe is bumped whenever the way a spec becomes a disk changes, so that
 // images made the old way are not reused.
-const recipe = 3
+const recipe = 4
 
 // ImageKey names the image of spec: its content and the recipe.
 func ImageKey(spec *images.Spec) string {

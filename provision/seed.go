@@ -58,8 +58,8 @@ func (s Seed) UserData() ([]byte, error) {
 		DisableRoot:   true,
 		SSHDeleteKeys: true,
 		// Generating RSA keys under emulation costs seconds; the pinned
-		// Ed25519 key is the only one the client accepts anyway.
-		SSHGenKeyTypes: []string{},
+		// Ed25519 key, given below, is the only one the client accepts.
+		SSHGenKeyTypes: []string{"ed25519"},
 		SSHKeys: map[string]string{
 			"ed25519_private": s.HostKeyPrivate,
 			"ed25519_public":  s.HostKeyPublic,
