@@ -54,21 +54,28 @@ type Record struct {
 	Created    time.Time         `json:"created"`
 	StepTimes  map[string]string `json:"stepTimes"`
 	ImageBytes int64             `json:"imageBytes"`
+	Layers     []LayerRecord     `json:"layers,omitempty"`
+}
+
+// LayerRecord names one provisioning layer of an image.
+type LayerRecord struct {
+	Step string `json:"step"`
+	Key  string `json:"key"`
 }
 
 // recipe is bumped whenever the way a spec becomes a disk changes, so that
 // images made the old way are not reused.
 const recipe = 4
 
-// ImageKey names the image of spec: its content and the recipe.
-func ImageKey(spec *images.Spec) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s", recipe, spec.Hash())))
+// baseKey names the disk of spec before provisioning: its content and the recipe.
+func baseKey(spec *images.Spec) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s", recipe, spec.BaseHash())))
 	return fmt.Sprintf("%x", sum[:8])
 }
 
-// ImagePath is where the image of spec is (or would be) kept.
-func ImagePath(cacheDir string, spec *images.Spec) string {
-	return filepath.Join(cacheDir, "images", spec.Name+"-"+ImageKey(spec)+".qcow2")
+// basePath is where the disk of spec before provisioning is kept.
+func basePath(cacheDir string, spec *images.Spec) string {
+	return filepath.Join(cacheDir, "images", spec.Name+"-"+baseKey(spec)+".qcow2")
 }
 
 // Build makes spec's image, or returns the cached one.
@@ -80,9 +87,6 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 	if base.Kind != images.FromPackages {
 		return nil, fmt.Errorf("base %s: building from a cloud image is not supported yet; use debian-12", base.Name)
 	}
-	if len(spec.Provision) > 0 {
-		return nil, fmt.Errorf("%s: provision steps are not supported yet", spec.Path)
-	}
 	if opts.AptRoot == "" {
 		opts.AptRoot = "/etc/apt"
 	}
@@ -90,20 +94,41 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 		opts.Log = io.Discard
 	}
 	b := &build{opts: opts, spec: spec, times: map[string]string{}}
-	img := ImagePath(opts.CacheDir, spec)
-	res := &Result{Image: img, Key: ImageKey(spec)}
-	if !opts.Force {
-		if rec, err := readRecord(img); err == nil {
-			res.Cached, res.Record = true, *rec
-			b.note("image", "cached "+filepath.Base(img))
-			return res, nil
+	img := basePath(opts.CacheDir, spec)
+	res := &Result{Image: img, Key: baseKey(spec)}
+	rec, err := readRecord(img)
+	if err == nil && !opts.Force {
+		res.Cached = true
+		b.note("base disk", "cached "+filepath.Base(img))
+	} else {
+		if rec, err = b.run(ctx, base, img); err != nil {
+			return nil, err
 		}
 	}
-	rec, err := b.run(ctx, base, img)
-	if err != nil {
-		return nil, err
-	}
 	res.Record = *rec
+	if len(spec.Provision) == 0 {
+		return res, nil
+	}
+	plan := planLayers(opts.CacheDir, res.Key, spec)
+	final := plan[len(plan)-1]
+	res.Image, res.Key = final.Path, final.Key
+	first := 0
+	if !opts.Force {
+		first = firstMissing(plan)
+	}
+	for _, l := range plan[:first] {
+		b.note(l.Step, "cached layer "+l.Key)
+	}
+	if first < len(plan) {
+		res.Cached = false
+		if err := b.provision(ctx, img, plan, first); err != nil {
+			return nil, err
+		}
+	}
+	res.Record.Layers = make([]LayerRecord, len(plan))
+	for i, l := range plan {
+		res.Record.Layers[i] = LayerRecord{Step: l.Step, Key: l.Key}
+	}
 	return res, nil
 }
 
@@ -168,7 +193,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string) (*Record,
 	if err := b.step("copy", func() (string, error) { return "", copyTree(ctx, cached, root, b.opts.Log) }); err != nil {
 		return nil, err
 	}
-	ids := idsFor(b.spec.Hash())
+	ids := idsFor(b.spec.BaseHash())
 	params := bootParams{Title: "labforge " + b.spec.Name, RootUUID: ids.RootUUID, SELinux: b.spec.SELinux, KernelArgs: kernelArgs(b.spec)}
 	if err := b.step("customize", func() (string, error) {
 		return "selinux " + b.spec.SELinux, customize(ctx, root, b.spec, params, b.opts.Log)
@@ -201,7 +226,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string) (*Record,
 		return nil, err
 	}
 	rec := &Record{
-		Spec: b.spec.Name, SpecHash: b.spec.Hash(), Base: base.Name, RootfsKey: rs.key(), Mirror: rs.Mirror,
+		Spec: b.spec.Name, SpecHash: b.spec.BaseHash(), Base: base.Name, RootfsKey: rs.key(), Mirror: rs.Mirror,
 		Kernel: filepath.Base(kernel), RootUUID: ids.RootUUID, DiskSize: int64(b.spec.Disk.Size),
 		Created: time.Now().UTC(), StepTimes: b.times, ImageBytes: st.Size(),
 	}

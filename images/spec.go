@@ -259,23 +259,42 @@ func (s *Spec) StepFiles(i int) []string {
 	return out
 }
 
-// Hash identifies everything in the spec that shapes the disk image, so
-// that an unchanged spec reuses its cached image.
-func (s *Spec) Hash() string {
+// BaseHash identifies everything in the spec that shapes the disk before
+// any provisioning step runs, so an unchanged spec reuses its cached disk.
+func (s *Spec) BaseHash() string {
 	view := struct {
-		Spec
-		Files map[string]string
-	}{Spec: *s, Files: map[string]string{}}
-	view.Spec.Path, view.Spec.Dir, view.Spec.Verify, view.Spec.Description = "", "", "", ""
-	view.Spec.VM = VM{}
-	for i := range s.Provision {
-		for _, f := range s.StepFiles(i) {
-			view.Files[f[len(s.Dir):]] = fileHash(f)
-		}
-	}
+		Name       string
+		Base       string
+		Packages   []string
+		SELinux    string
+		KernelArgs []string
+		Disk       Disk
+	}{s.Name, s.Base, s.Packages, s.SELinux, s.KernelArgs, s.Disk}
 	b, _ := json.Marshal(view)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// StepHash identifies provisioning step i: its name, its script and the
+// content of every file it reads.
+func (s *Spec) StepHash(i int) string {
+	st := s.Provision[i]
+	h := sha256.New()
+	fmt.Fprintf(h, "name %q\nrun %q\n", st.Name, st.Run)
+	for k, f := range s.StepFiles(i) {
+		fmt.Fprintf(h, "file %q %s\n", st.Files[k], fileHash(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Hash identifies the whole image: the base and every step in order.
+func (s *Spec) Hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "base %s\n", s.BaseHash())
+	for i := range s.Provision {
+		fmt.Fprintf(h, "step %s\n", s.StepHash(i))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func fileHash(path string) string {

@@ -80,8 +80,28 @@ func Run(ctx context.Context, cacheDir, stateDir string) []Check {
 	}
 	out = append(out, ac)
 
+	out = append(out, kvmModeCheck())
 	out = append(out, diskCheck(cacheDir))
 	return out
+}
+
+// kvmModeCheck catches a root-only /dev/kvm: libvirt then sees KVM appear
+// and vanish between its probes and re-probes QEMU on every call, which
+// makes each domain definition take about a minute.
+func kvmModeCheck() Check {
+	c := Check{Name: "/dev/kvm mode"}
+	st, err := os.Stat("/dev/kvm")
+	if err != nil {
+		c.OK, c.Detail = true, "no /dev/kvm"
+		return c
+	}
+	if st.Mode().Perm()&0o060 == 0o060 {
+		c.OK, c.Detail = true, st.Mode().Perm().String()
+		return c
+	}
+	c.Warn, c.Detail = true, st.Mode().Perm().String()+": libvirt re-probes QEMU on every call"
+	c.Fix = "chgrp kvm /dev/kvm && chmod 0660 /dev/kvm (what udev does; scripts/install does it)"
+	return c
 }
 
 func diskCheck(dir string) Check {

@@ -22,6 +22,7 @@ type UpOptions struct {
 	Name        string
 	Spec        string // the spec file, recorded for `verify`
 	Image       string // the built qcow2 the overlay sits on
+	Overlay     string // where to make the overlay ("" = in the instance directory)
 	User        string
 	MemoryMiB   uint
 	CPUs        uint
@@ -84,6 +85,9 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, err
 	}
 	overlay := filepath.Join(dir, "disk.qcow2")
+	if o.Overlay != "" {
+		overlay = o.Overlay
+	}
 	if err := runx.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", o.Image, overlay); err != nil {
 		return nil, nil, fmt.Errorf("overlay: %w", err)
 	}

@@ -225,25 +225,46 @@ func stopReason(detail int32) string {
 	return "detail " + strconv.Itoa(int(detail))
 }
 
-// Shutdown asks the guest to power off (ACPI) and waits up to timeout.
-func (c *Conn) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+// WaitStopped waits, through lifecycle events, until the domain called
+// name is no longer running.
+func (c *Conn) WaitStopped(ctx context.Context, name string, timeout time.Duration) error {
+	wctx, stop, err := c.WatchStop(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-wctx.Done():
+		if errors.Is(context.Cause(wctx), ErrStopped) {
+			return nil
+		}
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("%s did not power off within %s", name, timeout)
+	}
+}
+
+// SnapshotDisk freezes the running domain's disk dev: from now on QEMU
+// writes to a new qcow2 overlay at path, whose backing file is the old one.
+func (c *Conn) SnapshotDisk(name, dev, path string) error {
 	dom, err := c.DomainLookupByName(name)
 	if err != nil {
 		return err
 	}
-	if err := c.DomainShutdown(dom); err != nil {
+	x := &libvirtxml.DomainSnapshot{Disks: &libvirtxml.DomainSnapshotDisks{Disks: []libvirtxml.DomainSnapshotDisk{
+		{Name: dev, Snapshot: "external", Driver: &libvirtxml.DomainDiskDriver{Type: "qcow2"},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: path}}},
+		{Name: "sda", Snapshot: "no"}, // the read-only seed
+	}}}
+	doc, err := x.Marshal()
+	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !c.Running(name) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+	flags := libvirt.DomainSnapshotCreateDiskOnly | libvirt.DomainSnapshotCreateNoMetadata | libvirt.DomainSnapshotCreateAtomic
+	if _, err := c.DomainSnapshotCreateXML(dom, doc, uint32(flags)); err != nil {
+		return fmt.Errorf("snapshot %s of %s to %s: %w", dev, name, path, err)
 	}
-	return fmt.Errorf("%s did not power off within %s", name, timeout)
+	return nil
 }

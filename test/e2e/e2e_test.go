@@ -157,8 +157,12 @@ func TestLabHost(t *testing.T) {
 		if !strings.Contains(x, "type='pflash'") || !strings.Contains(x, "OVMF") {
 			t.Fatalf("no OVMF pflash loader in:\n%s", x)
 		}
-		r := mustLabforge(t, "ssh", "-n", name, "--", "test -d /sys/firmware/efi && bootctl status 2>/dev/null | grep -i 'systemd-boot' | head -1")
-		t.Logf("guest firmware: %s", strings.TrimSpace(r.stdout))
+		// systemd-boot, loaded from the disk's own ESP, leaves its mark in
+		// an EFI variable that the guest kernel shows.
+		r := mustLabforge(t, "ssh", "-n", name, "--", "ls /sys/firmware/efi/efivars/ | grep -c '^LoaderInfo-'")
+		if strings.TrimSpace(r.stdout) != "1" {
+			t.Fatalf("no LoaderInfo EFI variable: the guest was not booted by the disk's systemd-boot (%q)", r.stdout)
+		}
 	})
 
 	t.Run("ssh forward binds loopback only", func(t *testing.T) {

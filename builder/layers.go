@@ -1,0 +1,80 @@
+package builder
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/labforge/labforge/images"
+)
+
+// sealVersion is bumped when the seal script changes.
+const sealVersion = 1
+
+// sealStep names the last layer, which removes what the build left.
+const sealStep = "seal"
+
+// layer is one provisioning step's result: a qcow2 overlay on the layer
+// before it, like an image layer. Its key chains the parent's key with the
+// step's definition and every file it reads, so a rebuild reuses the
+// longest unchanged prefix of steps.
+type layer struct {
+	Step  string
+	Index int // step index in the spec, -1 for the seal
+	Key   string
+	Path  string
+}
+
+func (l layer) record() string { return l.Path[:len(l.Path)-len(".qcow2")] + ".json" }
+
+// planLayers lists the layers of spec on top of the base disk baseKey.
+func planLayers(cacheDir, baseKey string, spec *images.Spec) []layer {
+	dir := filepath.Join(cacheDir, "layers")
+	parent := baseKey
+	var out []layer
+	add := func(step string, index int, def string) {
+		sum := sha256.Sum256([]byte(fmt.Sprintf("parent %s\n%s", parent, def)))
+		key := fmt.Sprintf("%x", sum[:8])
+		out = append(out, layer{Step: step, Index: index, Key: key, Path: filepath.Join(dir, key+".qcow2")})
+		parent = key
+	}
+	for i, st := range spec.Provision {
+		add(st.Name, i, "step "+spec.StepHash(i))
+	}
+	add(sealStep, -1, fmt.Sprintf("seal %d", sealVersion))
+	return out
+}
+
+// layerMeta is written beside a layer once it is complete.
+type layerMeta struct {
+	Step    string    `json:"step"`
+	Key     string    `json:"key"`
+	Parent  string    `json:"parent"`
+	Took    string    `json:"took"`
+	Created time.Time `json:"created"`
+}
+
+// firstMissing is the index of the first layer that is not complete.
+func firstMissing(plan []layer) int {
+	for i, l := range plan {
+		if _, err := os.Stat(l.Path); err != nil {
+			return i
+		}
+		if _, err := os.Stat(l.record()); err != nil {
+			return i
+		}
+	}
+	return len(plan)
+}
+
+func writeLayerMeta(l layer, parent string, took time.Duration) error {
+	m := layerMeta{Step: l.Step, Key: l.Key, Parent: parent, Took: took.Round(100 * time.Millisecond).String(), Created: time.Now().UTC()}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(l.record(), append(data, '\n'), 0o644)
+}

@@ -1,0 +1,190 @@
+package builder
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/sshx"
+	"github.com/labforge/labforge/internal/virt"
+)
+
+//go:embed seal.sh
+var sealScript string
+
+// buildUser is the account the build guest is provisioned through; the
+// seal removes it.
+const buildUser = "lfbuild"
+
+// guestDir is where a step's files are copied on the build guest.
+const guestDir = "/tmp/labforge"
+
+// provision boots one build guest on the last complete layer and runs the
+// steps from plan[first] on, freezing each step's result as a layer with a
+// disk-only external snapshot, then seals the last layer.
+func (b *build) provision(ctx context.Context, base string, plan []layer, first int) (err error) {
+	parent := base
+	parentKey := baseKeyOf(base)
+	if first > 0 {
+		parent, parentKey = plan[first-1].Path, plan[first-1].Key
+	}
+	if err := os.MkdirAll(filepath.Dir(plan[0].Path), 0o755); err != nil {
+		return err
+	}
+	// Layers without their record are unfinished: drop them now, and
+	// again if this build fails.
+	dropUnfinished := func() {
+		for _, l := range plan[first:] {
+			if _, serr := os.Stat(l.record()); serr != nil {
+				os.Remove(l.Path)
+			}
+		}
+	}
+	dropUnfinished()
+	defer func() {
+		if err != nil {
+			dropUnfinished()
+		}
+	}()
+	conn, err := virt.Connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	accel, _ := virt.ProbeAccel(ctx, paths.State())
+	name := "build-" + b.spec.Name
+	defer instance.Down(conn, name) //nolint:errcheck // gone already unless the build failed
+
+	var client *sshx.Client
+	if err := b.step("boot build guest", func() (string, error) {
+		var err error
+		_, client, err = instance.Up(ctx, conn, instance.UpOptions{
+			Name: name, Spec: b.spec.Path, Image: parent, Overlay: plan[first].Path, User: buildUser,
+			MemoryMiB: uint(b.spec.VM.Memory.MiB()), CPUs: uint(b.spec.VM.CPUs), Accel: accel,
+			BootTimeout: 10 * time.Minute,
+		})
+		return fmt.Sprintf("on layer %s, %s", parentKey, accel), err
+	}); err != nil {
+		return err
+	}
+	defer client.Close()
+
+	for i := first; i < len(plan); i++ {
+		l := plan[i]
+		t0 := time.Now()
+		if l.Index < 0 {
+			if err := b.step(sealStep, func() (string, error) { return "", b.seal(ctx, conn, client, name) }); err != nil {
+				return err
+			}
+		} else {
+			if err := b.step("step "+l.Step, func() (string, error) { return l.Key, b.runStep(ctx, client, l.Index) }); err != nil {
+				return err
+			}
+			// Freeze this step's disk: QEMU goes on writing to the next
+			// layer's overlay, and this one becomes read-only history.
+			if _, err := client.Run(ctx, "sync"); err != nil {
+				return err
+			}
+			if err := conn.SnapshotDisk(name, "vda", plan[i+1].Path); err != nil {
+				return err
+			}
+		}
+		if err := writeLayerMeta(l, parentKey, time.Since(t0)); err != nil {
+			return err
+		}
+		parentKey = l.Key
+	}
+	return nil
+}
+
+func baseKeyOf(path string) string {
+	name := strings.TrimSuffix(filepath.Base(path), ".qcow2")
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		return name[i+1:]
+	}
+	return name
+}
+
+// runStep copies step i's files to the guest and runs its script as root,
+// its output going to the build log.
+func (b *build) runStep(ctx context.Context, c *sshx.Client, i int) error {
+	st := b.spec.Provision[i]
+	if _, err := c.Run(ctx, "rm -rf "+guestDir+" && mkdir -p "+guestDir); err != nil {
+		return err
+	}
+	for k, src := range b.spec.StepFiles(i) {
+		dst := path.Join(guestDir, filepath.ToSlash(st.Files[k]))
+		if _, err := c.Run(ctx, "mkdir -p "+shellQuote(path.Dir(dst))); err != nil {
+			return err
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return err
+		}
+		if err := c.Upload(ctx, src, dst, fi.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	script := "set -eu\ncd " + guestDir + "\n" + st.Run + "\n"
+	if err := c.Write(ctx, strings.NewReader(script), guestDir+"/.step.sh", 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.opts.Log, "--- step %s\n", st.Name)
+	tail := &tailWriter{}
+	out := io.MultiWriter(b.opts.Log, tail)
+	code, err := c.Stream(ctx, "sudo -n bash -o pipefail "+guestDir+"/.step.sh", nil, out, out)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("step %q exited %d: %s", st.Name, code, tail.String())
+	}
+	return nil
+}
+
+// seal runs the seal script, which powers the guest off, and waits for it.
+func (b *build) seal(ctx context.Context, conn *virt.Conn, c *sshx.Client, name string) error {
+	if err := c.Write(ctx, strings.NewReader(sealScript), "/tmp/.labforge-seal.sh", 0o755); err != nil {
+		return err
+	}
+	res, err := c.Run(ctx, "sudo -n sh /tmp/.labforge-seal.sh "+buildUser)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("seal: %w", err)
+	}
+	if res.ExitCode != 0 && res.ExitCode != -1 {
+		return fmt.Errorf("seal exited %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	fmt.Fprint(b.opts.Log, res.Stdout, res.Stderr)
+	return conn.WaitStopped(ctx, name, 3*time.Minute)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// tailWriter keeps the last lines of a step's output for its error.
+type tailWriter struct{ b []byte }
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string {
+	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
+	if len(lines) > 6 {
+		lines = lines[len(lines)-6:]
+	}
+	return strings.Join(lines, " | ")
+}
+

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Seal: remove what the build left, so every clone makes its own identity
+# at first boot and no build secret ships in the image. Runs as root in the
+# build guest, then powers it off.
+set -eu
+build_user="$1"
+cloud-init clean --logs --seed || cloud-init clean --logs
+rm -f /etc/ssh/ssh_host_*
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+rm -f /etc/sudoers.d/90-cloud-init-users
+rm -rf /tmp/labforge
+apt-get clean 2>/dev/null || dnf clean all 2>/dev/null || true
+rm -rf /var/lib/apt/lists/* /var/tmp/* 
+find /var/log -type f -exec truncate -s 0 {} +
+rm -rf /var/log/journal/*
+rm -f /root/.bash_history /home/*/.bash_history /root/.lesshst
+# The build user's session is still open: -f removes it regardless.
+userdel -f -r "$build_user" 2>/dev/null || userdel -f "$build_user"
+fstrim -a 2>/dev/null || true
+sync
+systemctl poweroff --no-block
