@@ -62,6 +62,7 @@ func (b *build) provision(ctx context.Context, base string, plan []layer, first 
 	defer conn.Close()
 	accel, _ := virt.ProbeAccel(ctx, paths.State())
 	name := "build-" + b.spec.Name
+	dom := instance.DomainPrefix + name
 	defer instance.Down(conn, name) //nolint:errcheck // gone already unless the build failed
 
 	var client *sshx.Client
@@ -82,7 +83,7 @@ func (b *build) provision(ctx context.Context, base string, plan []layer, first 
 		l := plan[i]
 		t0 := time.Now()
 		if l.Index < 0 {
-			if err := b.step(sealStep, func() (string, error) { return "", b.seal(ctx, conn, client, name) }); err != nil {
+			if err := b.step(sealStep, func() (string, error) { return "", b.seal(ctx, conn, client, dom) }); err != nil {
 				return err
 			}
 		} else {
@@ -94,9 +95,17 @@ func (b *build) provision(ctx context.Context, base string, plan []layer, first 
 			if _, err := client.Run(ctx, "sync"); err != nil {
 				return err
 			}
-			if err := conn.SnapshotDisk(name, "vda", plan[i+1].Path); err != nil {
+			if err := conn.SnapshotDisk(dom, "vda", plan[i+1].Path); err != nil {
 				return err
 			}
+		}
+		// libvirt makes snapshot files 0600 and hands them to its QEMU
+		// user; a finished layer is shared, read-only history.
+		if err := os.Chmod(l.Path, 0o644); err != nil {
+			return err
+		}
+		if err := os.Chown(l.Path, os.Getuid(), os.Getgid()); err != nil {
+			return err
 		}
 		if err := writeLayerMeta(l, parentKey, time.Since(t0)); err != nil {
 			return err
