@@ -196,4 +196,3 @@ func (t *tailWriter) String() string {
 	}
 	return strings.Join(lines, " | ")
 }
-

@@ -25,8 +25,8 @@ func TestBuildRejectsBadSpec(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
 		"name: x\nbase: debian-12\nvm:\n  memroy: 2GiB\n": "bad.yaml:4: vm.memroy: unknown field (known: cpus, memory)",
-		"name: x\nbase: debian-12\nvm:\n  cpus: [1]\n":     "bad.yaml:4: vm.cpus: expected a single value, got a list",
-		"name: x\nbase: fedora\n":                          `bad.yaml:2: base: unknown base "fedora"`,
+		"name: x\nbase: debian-12\nvm:\n  cpus: [1]\n":    "bad.yaml:4: vm.cpus: expected a single value, got a list",
+		"name: x\nbase: fedora\n":                         `bad.yaml:2: base: unknown base "fedora"`,
 	}
 	for doc, want := range cases {
 		path := filepath.Join(dir, "bad.yaml")
