@@ -54,6 +54,7 @@ type Record struct {
 	Created    time.Time         `json:"created"`
 	StepTimes  map[string]string `json:"stepTimes"`
 	ImageBytes int64             `json:"imageBytes"`
+	SHA256     string            `json:"sha256"`
 	Layers     []LayerRecord     `json:"layers,omitempty"`
 }
 
@@ -65,7 +66,7 @@ type LayerRecord struct {
 
 // recipe is bumped whenever the way a spec becomes a disk changes, so that
 // images made the old way are not reused.
-const recipe = 4
+const recipe = 5
 
 // baseKey names the disk of spec before provisioning: its content and the recipe.
 func baseKey(spec *images.Spec) string {
@@ -99,7 +100,12 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 	rec, err := readRecord(img)
 	if err == nil && !opts.Force {
 		res.Cached = true
-		b.note("base disk", "cached "+filepath.Base(img))
+		// A cached disk is used only if its bytes are the ones recorded.
+		if err := b.step("base disk", func() (string, error) {
+			return "cached " + filepath.Base(img) + ", sha256 checked", checkFile(img, rec.SHA256)
+		}); err != nil {
+			return nil, err
+		}
 	} else {
 		if rec, err = b.run(ctx, base, img); err != nil {
 			return nil, err
@@ -117,7 +123,9 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 		first = firstMissing(plan)
 	}
 	for _, l := range plan[:first] {
-		b.note(l.Step, "cached layer "+l.Key)
+		if err := b.step(l.Step, func() (string, error) { return "cached layer " + l.Key, checkLayer(l) }); err != nil {
+			return nil, err
+		}
 	}
 	if first < len(plan) {
 		res.Cached = false
@@ -225,10 +233,14 @@ func (b *build) run(ctx context.Context, base images.Base, img string) (*Record,
 	if err != nil {
 		return nil, err
 	}
+	sum, err := fileSHA256(tmp)
+	if err != nil {
+		return nil, err
+	}
 	rec := &Record{
 		Spec: b.spec.Name, SpecHash: b.spec.BaseHash(), Base: base.Name, RootfsKey: rs.key(), Mirror: rs.Mirror,
 		Kernel: filepath.Base(kernel), RootUUID: ids.RootUUID, DiskSize: int64(b.spec.Disk.Size),
-		Created: time.Now().UTC(), StepTimes: b.times, ImageBytes: st.Size(),
+		Created: time.Now().UTC(), StepTimes: b.times, ImageBytes: st.Size(), SHA256: sum,
 	}
 	// The record is written last: an image without one is not finished.
 	if err := os.Rename(tmp, img); err != nil {

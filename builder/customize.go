@@ -95,6 +95,9 @@ func customize(ctx context.Context, root string, spec *images.Spec, p bootParams
 	if err := os.WriteFile(filepath.Join(root, "etc/hostname"), []byte(spec.Name+"\n"), 0o644); err != nil {
 		return err
 	}
+	if err := clearBuildTraces(root); err != nil {
+		return err
+	}
 	if err := inChroot(ctx, root, log, "systemctl", "enable", "systemd-networkd", "systemd-resolved"); err != nil {
 		return err
 	}
@@ -197,6 +200,29 @@ func installPolicyModules(ctx context.Context, root string, log io.Writer) error
 	}
 	if err := inChroot(ctx, root, log, args...); err != nil {
 		return fmt.Errorf("load policy modules: %w", err)
+	}
+	return nil
+}
+
+// clearBuildTraces empties what bootstrapping logged and cached, as the
+// seal does for provisioned images: the disk must pass the seal suite.
+func clearBuildTraces(root string) error {
+	err := filepath.WalkDir(filepath.Join(root, "var/log"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		return os.Truncate(p, 0)
+	})
+	if err != nil {
+		return fmt.Errorf("clear logs: %w", err)
+	}
+	for _, pat := range []string{"var/cache/apt/*.bin", "var/lib/apt/lists/*_Packages", "var/lib/apt/lists/*Release*", "root/.bash_history"} {
+		m, _ := filepath.Glob(filepath.Join(root, pat))
+		for _, f := range m {
+			if err := os.Remove(f); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // sealVersion is bumped when the seal script changes.
-const sealVersion = 1
+const sealVersion = 2
 
 // sealStep names the last layer, which removes what the build left.
 const sealStep = "seal"
@@ -54,6 +54,7 @@ type layerMeta struct {
 	Key     string    `json:"key"`
 	Parent  string    `json:"parent"`
 	Took    string    `json:"took"`
+	SHA256  string    `json:"sha256"`
 	Created time.Time `json:"created"`
 }
 
@@ -71,10 +72,27 @@ func firstMissing(plan []layer) int {
 }
 
 func writeLayerMeta(l layer, parent string, took time.Duration) error {
-	m := layerMeta{Step: l.Step, Key: l.Key, Parent: parent, Took: took.Round(100 * time.Millisecond).String(), Created: time.Now().UTC()}
+	sum, err := fileSHA256(l.Path)
+	if err != nil {
+		return err
+	}
+	m := layerMeta{Step: l.Step, Key: l.Key, Parent: parent, Took: took.Round(100 * time.Millisecond).String(), Created: time.Now().UTC(), SHA256: sum}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(l.record(), append(data, '\n'), 0o644)
+}
+
+// checkLayer verifies a cached layer against its record.
+func checkLayer(l layer) error {
+	data, err := os.ReadFile(l.record())
+	if err != nil {
+		return err
+	}
+	var m layerMeta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("%s: %w", l.record(), err)
+	}
+	return checkFile(l.Path, m.SHA256)
 }

@@ -4,6 +4,12 @@
 # build guest, then powers it off.
 set -eu
 build_user="$1"
+rm -f "$0"
+# Nothing may log after the logs are emptied: stop the loggers first.
+systemctl stop systemd-journald.socket systemd-journald-dev-log.socket \
+  systemd-journald-audit.socket systemd-journald.service 2>/dev/null || true
+# auditd refuses a manual stop through systemd; it ends cleanly on TERM.
+pkill -TERM -x auditd 2>/dev/null && sleep 1 || true
 cloud-init clean --logs --seed || cloud-init clean --logs
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
@@ -15,6 +21,8 @@ rm -rf /var/lib/apt/lists/* /var/tmp/*
 find /var/log -type f -exec truncate -s 0 {} +
 rm -rf /var/log/journal/*
 rm -f /root/.bash_history /home/*/.bash_history /root/.lesshst
+# cloud-init writes root's authorized_keys (with a "log in as" prefix).
+rm -rf /root/.ssh
 # The build user's session is still open: -f removes it regardless.
 userdel -f -r "$build_user" 2>/dev/null || userdel -f "$build_user"
 fstrim -a 2>/dev/null || true

@@ -123,6 +123,10 @@ func TestLabHost(t *testing.T) {
 
 	build := mustLabforge(t, "build")
 	t.Logf("build (default spec): %s\n%s", build.took.Round(time.Second), build.stdout)
+	// The disk of a spec without steps is never booted, and ships sealed.
+	ex := mustLabforge(t, "image", "export", "-o", tmp)
+	t.Logf("export: %s\n%s", ex.took.Round(time.Second), ex.stdout)
+	mustLabforge(t, "image", "verify", filepath.Join(tmp, "container-internals.qcow2"))
 
 	upJUnit := filepath.Join(tmp, "up.xml")
 	up := mustLabforge(t, "up", "--name", name, "--junit", upJUnit)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,8 +60,6 @@ func TestLayerCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	data, _ := os.ReadFile(spec)
-	os.WriteFile(spec, []byte(strings.Replace(string(data), "Welcome", "Welcome ("+stamp+")", 1)), 0o644)
 	os.WriteFile(filepath.Join(dir, "files", "motd"), []byte("Welcome to the e2e lab host, run "+stamp+".\n"), 0o644)
 
 	cold := mustLabforge(t, "build", spec)
@@ -87,10 +86,85 @@ func TestLayerCache(t *testing.T) {
 		cold.took.Round(time.Second), warm.took.Round(100*time.Millisecond), warm.took.Seconds()/cold.took.Seconds(),
 		last.took.Round(time.Second), last.took.Seconds()/cold.took.Seconds())
 
+	t.Run("seal suite passes on the export and fails unsealed", func(t *testing.T) {
+		out := t.TempDir()
+		ex := mustLabforge(t, "image", "export", spec, "-o", out)
+		t.Logf("export:\n%s", ex.stdout)
+		img := filepath.Join(out, "e2e-layers.qcow2")
+		sum, err := os.ReadFile(img + ".sha256")
+		if err != nil || len(strings.Fields(string(sum))[0]) != 64 {
+			t.Fatalf("no sha256 beside the export: %v %q", err, sum)
+		}
+		var rec struct {
+			Layers []struct{ Step, Key string } `json:"layers"`
+		}
+		data, err := os.ReadFile(filepath.Join(out, "e2e-layers.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &rec); err != nil || len(rec.Layers) != 3 {
+			t.Fatalf("build record layers: %v %+v", err, rec)
+		}
+		mustLabforge(t, "image", "verify", img)
+		unsealed := filepath.Join(cacheDir(), "layers", rec.Layers[1].Key+".qcow2") // the last step, before the seal
+		r := labforge(t, "image", "verify", unsealed)
+		if r.code == 0 || !strings.Contains(r.stderr, "no build user") || !strings.Contains(r.stderr, "no SSH host keys") {
+			t.Fatalf("seal suite on an unsealed layer: exit %d, %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("a corrupted cache entry is refused by name", func(t *testing.T) {
+		var rec struct {
+			Layers []struct{ Key string } `json:"layers"`
+		}
+		// the record of the export above names the layers; corrupt the first
+		out := t.TempDir()
+		mustLabforge(t, "image", "export", spec, "-o", out)
+		data, _ := os.ReadFile(filepath.Join(out, "e2e-layers.json"))
+		if err := json.Unmarshal(data, &rec); err != nil || len(rec.Layers) == 0 {
+			t.Fatalf("record: %v", err)
+		}
+		layer := filepath.Join(cacheDir(), "layers", rec.Layers[0].Key+".qcow2")
+		flip(t, layer)
+		r := labforge(t, "build", spec)
+		flip(t, layer) // put the byte back
+		if r.code == 0 || !strings.Contains(r.stderr, layer) || !strings.Contains(r.stderr, "corrupt") {
+			t.Fatalf("build with a corrupt layer: exit %d, %s", r.code, r.stderr)
+		}
+		mustLabforge(t, "build", spec)
+	})
+
 	mustLabforge(t, "up", "--name", name, spec)
 	r := mustLabforge(t, "ssh", "-n", name, "--", "cat", "/etc/labforge-marker")
 	if strings.TrimSpace(r.stdout) != "CHANGED-"+stamp {
 		t.Fatalf("marker %q, want the changed step's", r.stdout)
 	}
 	mustLabforge(t, "down", name)
+}
+
+// flip inverts one byte in the middle of a file.
+func flip(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	b := make([]byte, 1)
+	off := st.Size() / 2
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func cacheDir() string {
+	if d := os.Getenv("LABFORGE_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/labforge"
 }

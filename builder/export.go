@@ -1,0 +1,70 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/labforge/labforge/internal/runx"
+)
+
+// Exported is what Export wrote.
+type Exported struct {
+	Image  string // compressed, self-contained qcow2
+	SHA256 string
+	Record string // the build record beside it
+	Bytes  int64
+}
+
+// Export writes image (with its whole backing chain) as one compressed
+// qcow2 in outDir, with its sha256 and the build record. Each file
+// appears whole or not at all.
+func Export(ctx context.Context, res *Result, name, outDir string) (*Exported, error) {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	out := filepath.Join(outDir, name+".qcow2")
+	tmp := out + ".tmp"
+	defer os.Remove(tmp)
+	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-c", "-O", "qcow2", res.Image, tmp); err != nil {
+		return nil, fmt.Errorf("export %s: %w", name, err)
+	}
+	sum, err := fileSHA256(tmp)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(tmp)
+	if err != nil {
+		return nil, err
+	}
+	rec := struct {
+		Record
+		Exported string `json:"exported"`
+		SHA256   string `json:"exportSha256"`
+	}{res.Record, filepath.Base(out), sum}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	recPath := filepath.Join(outDir, name+".json")
+	if err := writeAtomic(recPath, append(data, '\n')); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(out+".sha256", []byte(sum+"  "+filepath.Base(out)+"\n")); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return nil, err
+	}
+	return &Exported{Image: out, SHA256: sum, Record: recPath, Bytes: st.Size()}, nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/verify"
+)
+
+func newImageCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Short: "Export built images and inspect them offline"}
+	cmd.AddCommand(newImageExportCmd(g), newImageVerifyCmd())
+	return cmd
+}
+
+func newImageExportCmd(g *globalFlags) *cobra.Command {
+	var outDir string
+	cmd := &cobra.Command{
+		Use:   "export [SPEC]",
+		Short: "Build (cached) and write a compressed, self-contained qcow2 with its sha256 and build record",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := loadSpec(args)
+			if err != nil {
+				return err
+			}
+			res, err := buildImage(cmd.Context(), spec, false, g.quiet, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			p := newStepPrinter(cmd.OutOrStdout(), g.quiet)
+			var ex *builder.Exported
+			if err := p.timed("export", func() (string, error) {
+				var err error
+				ex, err = builder.Export(cmd.Context(), res, spec.Name, outDir)
+				return "", err
+			}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\nsha256 %s\nrecord %s\n", ex.Image, humanBytes(ex.Bytes), ex.SHA256, ex.Record)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&outDir, "output", "o", "dist", "directory to write the image, its .sha256 and its .json record to")
+	return cmd
+}
+
+func newImageVerifyCmd() *cobra.Command {
+	var suitePath string
+	var report reportFlags
+	cmd := &cobra.Command{
+		Use:   "verify IMAGE",
+		Short: "Run a suite on an image's own files, without booting it (default: the seal suite)",
+		Long: `image verify unpacks the image's root file system (debugfs, no mount) and runs
+each check in a chroot of it. With the default suite, images/seal.verify.yaml,
+it proves that the image holds no build user, key, host key, machine-id, log
+or history: what a boot would recreate cannot hide what the build left.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			suite, err := verify.Load(suitePath)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(paths.Cache(), 0o755); err != nil {
+				return err
+			}
+			tree, err := builder.OpenTree(cmd.Context(), args[0], paths.Cache())
+			if err != nil {
+				return err
+			}
+			defer tree.Close()
+			rep := verify.Run(cmd.Context(), tree, suite, verify.Options{})
+			rep.Host = filepath.Base(args[0])
+			if err := report.write(cmd.OutOrStdout(), rep); err != nil {
+				return err
+			}
+			if err := rep.Err(); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "labforge: %s: %v\n", args[0], err)
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&suitePath, "suite", "images/seal.verify.yaml", "verify suite to run")
+	report.register(cmd)
+	return cmd
+}
