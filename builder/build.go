@@ -25,6 +25,7 @@ type Options struct {
 	Log      io.Writer // full output of every command (nil: discarded)
 	Progress Progress  // step-by-step progress (nil: silent)
 	Force    bool      // rebuild the image even when it is cached
+	BaseFile string    // a cloud base image the user supplies (checked against the catalogue)
 }
 
 // Progress hears about each step as it starts and ends.
@@ -85,8 +86,12 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 	if !ok {
 		return nil, fmt.Errorf("unknown base %q", spec.Base)
 	}
-	if base.Kind != images.FromPackages {
-		return nil, fmt.Errorf("base %s: building from a cloud image is not supported yet; use debian-12", base.Name)
+	if base.Kind == images.CloudImage {
+		path, err := ensureCloudBase(ctx, opts.CacheDir, base, opts.BaseFile)
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("base %s (%s, verified): provisioning the %s family is not implemented yet; use debian-12", base.Name, path, base.Family)
 	}
 	if opts.AptRoot == "" {
 		opts.AptRoot = "/etc/apt"
@@ -94,6 +99,11 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
+	unlock, err := lockBuild(opts.CacheDir, spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	b := &build{opts: opts, spec: spec, times: map[string]string{}}
 	img := basePath(opts.CacheDir, spec)
 	res := &Result{Image: img, Key: baseKey(spec)}

@@ -64,6 +64,19 @@ func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Wri
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", false, err
 	}
+	// One bootstrap per key at a time; the holder clears a killed one's tree.
+	unlock, err := flock(dir+".lock", true)
+	if err != nil {
+		return "", false, err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, "etc", "os-release")); err == nil {
+		return dir, true, nil
+	}
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), ".tmp-"+r.key()+"-*"))
+	for _, d := range stale {
+		removeTree(d)
+	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+r.key()+"-")
 	if err != nil {
 		return "", false, err

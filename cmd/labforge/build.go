@@ -15,7 +15,8 @@ import (
 )
 
 type buildFlags struct {
-	force bool
+	force    bool
+	baseFile string
 }
 
 func newBuildCmd(g *globalFlags) *cobra.Command {
@@ -29,7 +30,7 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := buildImage(cmd.Context(), spec, f.force, g.quiet, cmd.OutOrStdout())
+			res, err := buildImage(cmd.Context(), spec, *f, g.quiet, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -37,8 +38,13 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&f.force, "force", false, "rebuild the image even when it is cached")
+	f.register(cmd)
 	return cmd
+}
+
+func (f *buildFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.force, "force", false, "rebuild the image even when it is cached")
+	cmd.Flags().StringVar(&f.baseFile, "base-file", "", "use this copy of a cloud base image (checked against the catalogue's sha256)")
 }
 
 func loadSpec(args []string) (*images.Spec, error) {
@@ -50,7 +56,7 @@ func loadSpec(args []string) (*images.Spec, error) {
 }
 
 // buildImage builds spec with a log file in the cache's build directory.
-func buildImage(ctx context.Context, spec *images.Spec, force, quiet bool, out io.Writer) (*builder.Result, error) {
+func buildImage(ctx context.Context, spec *images.Spec, f buildFlags, quiet bool, out io.Writer) (*builder.Result, error) {
 	cache := paths.Cache()
 	logDir := filepath.Join(cache, "builds", spec.Name)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
@@ -63,7 +69,7 @@ func buildImage(ctx context.Context, spec *images.Spec, force, quiet bool, out i
 	}
 	defer log.Close()
 	res, err := builder.Build(ctx, spec, builder.Options{
-		CacheDir: cache, Log: log, Progress: newStepPrinter(out, quiet), Force: force,
+		CacheDir: cache, Log: log, Progress: newStepPrinter(out, quiet), Force: f.force, BaseFile: f.baseFile,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w (full log: %s)", spec.Name, err, logPath)

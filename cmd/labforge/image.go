@@ -29,7 +29,7 @@ func newImageExportCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := buildImage(cmd.Context(), spec, false, g.quiet, cmd.OutOrStdout())
+			res, err := buildImage(cmd.Context(), spec, buildFlags{}, g.quiet, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}

@@ -22,6 +22,7 @@ type upFlags struct {
 	bootTimeout time.Duration
 	noVerify    bool
 	report      reportFlags
+	build       buildFlags
 }
 
 func newUpCmd(g *globalFlags) *cobra.Command {
@@ -45,6 +46,7 @@ Ctrl-C at any point leaves no domain and no files behind.`,
 	cmd.Flags().DurationVar(&f.bootTimeout, "boot-timeout", 10*time.Minute, "how long the guest may take to answer on SSH")
 	cmd.Flags().BoolVar(&f.noVerify, "no-verify", false, "skip the verify suite")
 	f.report.register(cmd)
+	f.build.register(cmd)
 	return cmd
 }
 
@@ -59,7 +61,7 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 			return err
 		}
 	}
-	res, err := buildImage(ctx, spec, false, g.quiet, out)
+	res, err := buildImage(ctx, spec, f.build, g.quiet, out)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ type Instance struct {
 	Accel    string    `json:"accel"`
 	Created  time.Time `json:"created"`
 	VerifyOn string    `json:"verify,omitempty"` // the spec's verify suite
+	Ready    bool      `json:"ready"`            // SSH answered; false while booting
 
 	dir string
 }

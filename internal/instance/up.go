@@ -43,7 +43,10 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 	}
 	defer unlock()
 	dom := DomainPrefix + o.Name
-	if existing, lerr := Load(o.Name); lerr == nil && c.Running(existing.Domain) {
+	// We hold the lock, so no other labforge is working on this name: a
+	// record that never became ready is what a killed `up` left behind,
+	// and is cleaned below like any other leftover.
+	if existing, lerr := Load(o.Name); lerr == nil && existing.Ready && c.Running(existing.Domain) {
 		return nil, nil, fmt.Errorf("instance %q is already up (ssh port %d); run `labforge down %s` first", o.Name, existing.SSHPort, o.Name)
 	}
 	// Anything left by an earlier run that was killed goes first.
@@ -114,6 +117,11 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, err
 	}
 	if err := inst.writeSSHFiles(); err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	inst.Ready = true
+	if err := inst.save(); err != nil {
 		client.Close()
 		return nil, nil, err
 	}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/paths"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Measure labforge on this machine and print a table"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "layers SPEC",
+		Short: "Layer cache: cold build vs unchanged rebuild vs rebuild after changing the last step",
+		Long: `bench layers builds SPEC (which must have provisioning steps) three ways in one
+run and prints each time as a ratio of the first: a forced full build (root fs
+from cache, then the disk, a build guest and every step), a rebuild with no
+change, and a rebuild after changing only the last step.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return benchLayers(cmd.Context(), cmd.OutOrStdout(), args[0])
+		},
+	})
+	return cmd
+}
+
+// stepCounter counts the steps a build really ran (not cached).
+type stepCounter struct{ ran []string }
+
+func (c *stepCounter) Start(string) {}
+func (c *stepCounter) Done(step string, d time.Duration, note string, err error) {
+	if err == nil && !strings.HasPrefix(note, "cached") {
+		c.ran = append(c.ran, step)
+	}
+}
+
+func benchLayers(ctx context.Context, out io.Writer, specPath string) error {
+	spec, err := images.Load(specPath)
+	if err != nil {
+		return err
+	}
+	if len(spec.Provision) == 0 {
+		return fmt.Errorf("%s has no provisioning steps to cache", specPath)
+	}
+	log, err := os.CreateTemp("", "labforge-bench-*.log")
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	type row struct {
+		name string
+		took time.Duration
+		ran  []string
+	}
+	var rows []row
+	run := func(name string, force bool) error {
+		c := &stepCounter{}
+		t0 := time.Now()
+		_, err := builder.Build(ctx, spec, builder.Options{CacheDir: paths.Cache(), Log: log, Progress: c, Force: force})
+		if err != nil {
+			return fmt.Errorf("%s: %w (log %s)", name, err, log.Name())
+		}
+		rows = append(rows, row{name, time.Since(t0), c.ran})
+		return nil
+	}
+	if err := run("cold (forced) build", true); err != nil {
+		return err
+	}
+	if err := run("rebuild, no change", false); err != nil {
+		return err
+	}
+	// Change the last step in memory only: the spec file stays as it is.
+	last := &spec.Provision[len(spec.Provision)-1]
+	last.Run += fmt.Sprintf("\n# labforge bench %d\n", time.Now().UnixNano())
+	if err := run("rebuild, last step changed", false); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "labforge bench layers %s (%s, %s)\n", filepath.Base(specPath), time.Now().Format("2006-01-02"), hostSummary())
+	fmt.Fprintln(tw, "SCENARIO\tTIME\tRATIO TO COLD\tSTEPS RUN")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%.3f\t%s\n", r.name, r.took.Round(10*time.Millisecond), r.took.Seconds()/rows[0].took.Seconds(), strings.Join(r.ran, ", "))
+	}
+	return tw.Flush()
+}
+
+func hostSummary() string {
+	accel := "tcg"
+	if data, err := os.ReadFile(filepath.Join(paths.State(), "accel.json")); err == nil && strings.Contains(string(data), `"Accel":"kvm"`) {
+		accel = "kvm"
+	}
+	return fmt.Sprintf("%d cpus, %s", numCPU(), accel)
+}
+
+func numCPU() int {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(data), "\nprocessor") + 1
+}
