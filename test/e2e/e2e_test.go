@@ -271,4 +271,32 @@ func TestInterruptedUp(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("/var/lib/labforge/instances", name)); !os.IsNotExist(err) {
 		t.Fatalf("instance directory left after Ctrl-C: %v", err)
 	}
+
+	t.Run("kill -9 during up, then up again", func(t *testing.T) {
+		cmd := exec.Command(bin, "up", "--name", name, "--no-verify")
+		cmd.Dir = root
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for !strings.Contains(domains(t), dom) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		// A second up of the same name while the first holds it is refused.
+		r := labforge(t, "up", "--name", name, "--no-verify")
+		if r.code == 0 || !strings.Contains(r.stderr, "busy") {
+			t.Fatalf("concurrent up of one name: exit %d, %s", r.code, r.stderr)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		// The killed up left a running domain and a record that never
+		// became ready: the next up cleans both and boots afresh.
+		up := mustLabforge(t, "up", "--name", name, "--no-verify")
+		if !strings.Contains(up.stdout, "is up") {
+			t.Fatalf("up after kill -9:\n%s", up.stdout)
+		}
+		mustLabforge(t, "down", name)
+		if strings.Contains(domains(t), dom) {
+			t.Fatal("domain left after down")
+		}
+	})
 }
