@@ -34,7 +34,11 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "image %s (%s)\n", res.Image, humanBytes(res.Record.ImageBytes))
+			if n := len(res.Record.Layers); n > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%d layers on a %s base disk)\n", res.Image, n, humanBytes(res.Record.ImageBytes))
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%s)\n", res.Image, humanBytes(res.Record.ImageBytes))
+			}
 			return nil
 		},
 	}
