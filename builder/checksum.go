@@ -28,7 +28,7 @@ type ChecksumError struct {
 }
 
 func (e *ChecksumError) Error() string {
-	return fmt.Sprintf("cached %s is corrupt: sha256 %s, recorded %s; delete it (or run `labforge build --force`)", e.Path, e.Got, e.Want)
+	return fmt.Sprintf("%s is corrupt: sha256 %s, expected %s; delete it or rebuild with `labforge build --force`", e.Path, e.Got, e.Want)
 }
 
 // checkFile verifies a cached file against the sha256 recorded for it.

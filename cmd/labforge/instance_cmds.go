@@ -26,15 +26,20 @@ func newDownCmd() *cobra.Command {
 		Short: "Destroy an instance: its domain, overlay, seed and keys",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			names := []string{"default"}
+			if len(args) == 1 {
+				names = args
+			}
+			for _, n := range names {
+				if err := instance.ValidName(n); err != nil {
+					return err
+				}
+			}
 			conn, err := virt.Connect(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			names := []string{"default"}
-			if len(args) == 1 {
-				names = args
-			}
 			if all {
 				if names, err = allInstances(conn); err != nil {
 					return err

@@ -27,6 +27,13 @@ type Conn struct {
 // SocketPath is the local libvirtd socket for this user: the system daemon
 // for root, the session daemon otherwise.
 func SocketPath() (path, uri string) {
+	if p := os.Getenv("LABFORGE_LIBVIRT_SOCKET"); p != "" {
+		uri := string(libvirt.QEMUSystem)
+		if os.Geteuid() != 0 {
+			uri = string(libvirt.QEMUSession)
+		}
+		return p, uri
+	}
 	if os.Geteuid() == 0 {
 		// Monolithic libvirtd (Debian) or the modular QEMU daemon (Fedora).
 		for _, p := range []string{"/var/run/libvirt/libvirt-sock", "/var/run/libvirt/virtqemud-sock"} {
@@ -48,6 +55,8 @@ func SocketPath() (path, uri string) {
 // systemd, such as CI containers, have nothing else to start it.
 func Connect(ctx context.Context, start bool) (*Conn, error) {
 	sock, uri := SocketPath()
+	// A socket named by the user belongs to a daemon labforge cannot start.
+	start = start && os.Getenv("LABFORGE_LIBVIRT_SOCKET") == ""
 	c, err := dial(sock, uri)
 	if err == nil || !start {
 		if err != nil {

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Each bad input stops labforge with one line that says what and where.
+func TestBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("LABFORGE_STATE", filepath.Join(dir, "state"))
+	t.Setenv("LABFORGE_CACHE", filepath.Join(dir, "cache"))
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	notAlma := write("not-alma.qcow2", "not a disk image")
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unknown field", nil, []string{"build", write("a.yaml", "name: a\nbase: debian-12\ncolor: red\n")}, "a.yaml:3: color: unknown field"},
+		{"wrong type", nil, []string{"build", write("b.yaml", "name: b\nbase: debian-12\nvm:\n  cpus: many\n")}, `b.yaml:4: vm.cpus: expected an integer, got "many"`},
+		{"unknown base", nil, []string{"build", write("c.yaml", "name: c\nbase: slackware\n")}, `c.yaml:2: base: unknown base "slackware"`},
+		{"bad sha256 of a supplied base", nil, []string{"build", write("d.yaml", "name: d\nbase: alma-9\n"), "--base-file", notAlma}, notAlma + " is corrupt: sha256"},
+		{"step file missing", nil, []string{"build", write("e.yaml", "name: e\nbase: debian-12\nprovision:\n  - name: s\n    run: sh x.sh\n    files: [x.sh]\n")}, `e.yaml:6: provision[0].files[0]: "x.sh": no such file`},
+		{"duplicate step names", nil, []string{"build", write("f.yaml", "name: f\nbase: debian-12\nprovision:\n  - name: s\n    run: a\n  - name: s\n    run: b\n")}, `f.yaml:6: provision[1].name: duplicate step name "s"`},
+		{"spec reads outside its tree", nil, []string{"build", write("g.yaml", "name: g\nbase: debian-12\nprovision:\n  - name: s\n    run: a\n    files: [../../../etc/shadow]\n")}, `leaves the spec's directory`},
+		{"unknown check type", nil, []string{"image", "verify", "--suite", write("h.yaml", "checks:\n  - name: x\n    fiel: /etc\n"), notAlma}, `h.yaml:3: checks[0].fiel: unknown check type or field`},
+		{"libvirtd unreachable", map[string]string{"LABFORGE_LIBVIRT_SOCKET": filepath.Join(dir, "no.sock")}, []string{"list"}, "libvirtd not reachable at " + filepath.Join(dir, "no.sock")},
+		{"no such instance", nil, []string{"ssh", "-n", "nope", "--", "true"}, `no instance "nope"`},
+		{"bad instance name", nil, []string{"down", "Bad_Name"}, `invalid instance name "Bad_Name"`},
+		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			_, err := run(t, c.args...)
+			if err == nil {
+				t.Fatalf("labforge %v succeeded", c.args)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.want) {
+				t.Fatalf("error %q does not contain %q", msg, c.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Fatalf("error is not one line: %q", msg)
+			}
+		})
+	}
+}
