@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -14,11 +15,14 @@ import (
 
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/verify"
 )
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure labforge on this machine and print a table"}
+	cmd.AddCommand(newBenchVerifyCmd())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "layers SPEC",
 		Short: "Layer cache: cold build vs unchanged rebuild vs rebuild after changing the last step",
@@ -109,3 +113,86 @@ func numCPU() int {
 	}
 	return strings.Count(string(data), "\nprocessor") + 1
 }
+
+// benchVerifyChecks are cheap, real checks a lab host answers; the bench
+// repeats them to the count asked.
+var benchVerifyChecks = []string{
+	"getenforce", "test -e /etc/passwd", "systemctl is-active ssh", "id student",
+	"sysctl -n net.ipv4.ip_forward", "stat -c %a /etc/shadow", "dpkg-query -W openssh-server",
+	"ss -H -ltn", "ls -Z /etc/ssh/sshd_config", "uname -r",
+}
+
+func newBenchVerifyCmd() *cobra.Command {
+	var name string
+	var n int
+	cmd := &cobra.Command{
+		Use:   "verify [-n NAME] [--checks N]",
+		Short: "N checks on a running host: labforge verify (one connection) vs one `ssh host cmd` per check",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return benchVerify(cmd.Context(), cmd.OutOrStdout(), name, n)
+		},
+	}
+	cmd.Flags().StringVarP(&name, "name", "n", "default", "instance name")
+	cmd.Flags().IntVar(&n, "checks", 100, "number of checks")
+	return cmd
+}
+
+func benchVerify(ctx context.Context, out io.Writer, name string, n int) error {
+	inst, err := instance.Load(name)
+	if err != nil {
+		return err
+	}
+	var doc strings.Builder
+	doc.WriteString("name: bench\ndefaults: {timeout: 30s, retries: 0}\nchecks:\n")
+	cmds := make([]string, n)
+	for i := range cmds {
+		cmds[i] = benchVerifyChecks[i%len(benchVerifyChecks)]
+		fmt.Fprintf(&doc, "  - name: check %d\n    command: %q\n", i, cmds[i])
+	}
+	suite, err := verify.Parse("bench.yaml", []byte(doc.String()))
+	if err != nil {
+		return err
+	}
+	client, err := dialInstance(ctx, inst, time.Minute)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	t0 := time.Now()
+	rep := verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
+	ours := time.Since(t0)
+	if rep.Err() != nil {
+		return fmt.Errorf("labforge run: %w", rep.Err())
+	}
+
+	// The peer: a shell loop of the system ssh client, one connection per
+	// check, as lab hosts are often checked today. Its output is kept.
+	logPath := filepath.Join(inst.Dir(), "bench-ssh-loop.log")
+	var script strings.Builder
+	for _, c := range cmds {
+		fmt.Fprintf(&script, "ssh -F %s %s %s || exit 1\n", inst.SSHConfigPath(), inst.Domain, shellQuote("sudo -n sh -c "+shellQuote(c)))
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	loop := exec.CommandContext(ctx, "bash", "-c", script.String())
+	loop.Stdout, loop.Stderr = logf, logf
+	t0 = time.Now()
+	if err := loop.Run(); err != nil {
+		return fmt.Errorf("ssh loop: %w (log %s)", err, logPath)
+	}
+	peer := time.Since(t0)
+
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "labforge bench verify on %s (%s, %s)\n", inst.Name, time.Now().Format("2006-01-02"), hostSummary())
+	fmt.Fprintln(tw, "TOOL\tCHECKS\tTIME\tPER CHECK\tRATIO TO SSH LOOP")
+	fmt.Fprintf(tw, "labforge verify (one connection)\t%d\t%s\t%s\t%.2f\n", n, ours.Round(10*time.Millisecond), (ours / time.Duration(n)).Round(time.Millisecond), ours.Seconds()/peer.Seconds())
+	fmt.Fprintf(tw, "ssh per check (OpenSSH loop)\t%d\t%s\t%s\t1.00\n", n, peer.Round(10*time.Millisecond), (peer / time.Duration(n)).Round(time.Millisecond))
+	fmt.Fprintf(tw, "peer log: %s\n", logPath)
+	return tw.Flush()
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
