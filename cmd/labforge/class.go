@@ -1,0 +1,238 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/internal/class"
+	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/verify"
+)
+
+func newClassCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "class", Short: "Stamp out a classroom of identical hosts from one golden image"}
+	cmd.AddCommand(newClassCreateCmd(g), newClassStatusCmd(), newClassVerifyCmd(), newClassResetCmd(), newClassDestroyCmd())
+	return cmd
+}
+
+func newClassCreateCmd(g *globalFlags) *cobra.Command {
+	var specPath string
+	var students, parallel int
+	var bootTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "create NAME --students N [--spec SPEC]",
+		Short: "Build the golden image (cached) and bring up one linked clone per student",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if students < 1 || students > 99 {
+				return fmt.Errorf("--students must be between 1 and 99, got %d", students)
+			}
+			if err := instance.ValidName(args[0]); err != nil {
+				return err
+			}
+			spec, err := loadSpec([]string{specPath})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			res, err := buildImage(cmd.Context(), spec, buildFlags{}, g.quiet, out)
+			if err != nil {
+				return err
+			}
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			accel, _ := virt.ProbeAccel(cmd.Context(), paths.State())
+			c := &class.Class{Name: args[0], Spec: spec.Path, Image: res.Image, Verify: spec.VerifyPath(),
+				User: spec.User, Memory: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
+			t0 := time.Now()
+			results, err := class.Create(cmd.Context(), conn, c, students, parallel, accel, bootTimeout)
+			took := time.Since(t0)
+			if results == nil && err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STUDENT\tSTATUS\tSSH\tUP IN\tCLONE DISK")
+			failed := 0
+			var disk int64
+			for _, r := range results {
+				if r.Err != nil {
+					failed++
+					fmt.Fprintf(tw, "%s\tFAILED\t-\t%s\t-\n", r.Student, r.Took.Round(time.Second))
+					fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", r.Student, r.Err)
+					continue
+				}
+				disk += r.DiskBytes
+				fmt.Fprintf(tw, "%s\tup\t127.0.0.1:%d\t%s\t%s\n", r.Student, r.Instance.SSHPort, r.Took.Round(time.Second), humanBytes(r.DiskBytes))
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "class %s: %d of %d hosts up in %s; clones take %s in all on top of the %s golden image\nroster: %s\n",
+				c.Name, len(results)-failed, len(results), took.Round(time.Second), humanBytes(disk),
+				humanBytes(res.Record.ImageBytes), filepath.Join(class.Dir(c.Name), "roster.md"))
+			if err != nil {
+				return err
+			}
+			if failed > 0 {
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&specPath, "spec", defaultSpec, "image spec of the golden image")
+	cmd.Flags().IntVar(&students, "students", 0, "number of student hosts")
+	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts brought up at once")
+	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", 15*time.Minute, "how long each guest may take to answer on SSH")
+	return cmd
+}
+
+func newClassStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status NAME",
+		Short: "Each host's state and SSH reachability",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := class.Load(args[0])
+			if err != nil {
+				return err
+			}
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STUDENT\tSTATE\tSSH")
+			for _, s := range c.Students {
+				state, reach := "missing", "-"
+				if inst, err := instance.Load(s); err == nil {
+					state = "stopped"
+					if conn.Running(inst.Domain) {
+						state = "running"
+					}
+					reach = "unreachable"
+					if cl, err := dialInstance(cmd.Context(), inst, 10*time.Second); err == nil {
+						cl.Close()
+						reach = fmt.Sprintf("ok (127.0.0.1:%d)", inst.SSHPort)
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", s, state, reach)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newClassVerifyCmd() *cobra.Command {
+	var junitPath, suitePath string
+	var parallel int
+	cmd := &cobra.Command{
+		Use:   "verify NAME [--junit FILE]",
+		Short: "Verify every host, and that all run the same image with the same packages",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := class.Load(args[0])
+			if err != nil {
+				return err
+			}
+			if suitePath == "" {
+				suitePath = c.Verify
+			}
+			suite, err := verify.Load(suitePath)
+			if err != nil {
+				return err
+			}
+			reports := class.Verify(cmd.Context(), c, suite, parallel)
+			failed := 0
+			for _, rep := range reports {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s on %s\n", rep.Suite, rep.Host)
+				if err := verify.WriteTable(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
+				if rep.Failed() > 0 {
+					failed++
+				}
+			}
+			if junitPath != "" {
+				f, err := os.Create(junitPath)
+				if err != nil {
+					return err
+				}
+				if err := verify.WriteJUnit(f, reports...); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+			}
+			if failed > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "labforge: class %s: %d of %d suites failed\n", c.Name, failed, len(reports))
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&junitPath, "junit", "", "write one JUnit test suite per host (and the fingerprint suite) to FILE")
+	cmd.Flags().StringVar(&suitePath, "suite", "", "verify suite (default: the spec's)")
+	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts verified at once")
+	return cmd
+}
+
+func newClassResetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reset NAME STUDENT",
+		Short: "Put one student's host back to the golden image (new overlay, new keys)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := class.Load(args[0])
+			if err != nil {
+				return err
+			}
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			accel, _ := virt.ProbeAccel(cmd.Context(), paths.State())
+			r, err := class.Reset(cmd.Context(), conn, c, args[1], accel, 15*time.Minute)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image in %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), r.Instance.SSHPort)
+			return nil
+		},
+	}
+}
+
+func newClassDestroyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "destroy NAME",
+		Short: "Remove every host of the class, and the class",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := class.Load(args[0])
+			if err != nil {
+				return err
+			}
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if err := class.Destroy(conn, c); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "class %s destroyed (%d hosts)\n", c.Name, len(c.Students))
+			return nil
+		},
+	}
+}
