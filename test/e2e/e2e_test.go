@@ -201,11 +201,31 @@ func TestLabHost(t *testing.T) {
 		mustLabforge(t, "verify", "-n", name)
 	})
 
-	t.Run("a changed host key is refused", func(t *testing.T) {
-		path := filepath.Join("/var/lib/labforge/instances", name, "instance.json")
-		if d := os.Getenv("LABFORGE_STATE"); d != "" {
-			path = filepath.Join(d, "instances", name, "instance.json")
+	t.Run("keys: student key private, a guest that refuses the key", func(t *testing.T) {
+		key := filepath.Join(stateDir(), "instances", name, "id_ed25519")
+		st, err := os.Stat(key)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("client key %s: %v, mode %v; want 0600", key, err, st.Mode().Perm())
 		}
+		orig, _ := os.ReadFile(key)
+		defer os.WriteFile(key, orig, 0o600)
+		// Another valid key, which the guest never authorised.
+		kdir := t.TempDir()
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(kdir, "k")).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+		data, _ := os.ReadFile(filepath.Join(kdir, "k"))
+		if err := os.WriteFile(key, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := labforge(t, "ssh", "-n", name, "--", "true")
+		if r.code == 0 || !strings.Contains(r.stderr, "unable to authenticate") {
+			t.Fatalf("want an authentication failure, got exit %d: %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("a changed host key is refused", func(t *testing.T) {
+		path := filepath.Join(stateDir(), "instances", name, "instance.json")
 		orig, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
