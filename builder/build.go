@@ -57,6 +57,8 @@ type Record struct {
 	ImageBytes int64             `json:"imageBytes"`
 	SHA256     string            `json:"sha256"`
 	Layers     []LayerRecord     `json:"layers,omitempty"`
+	// What the final image holds, read from its files after the build.
+	*Description `json:",omitempty"`
 }
 
 // LayerRecord names one provisioning layer of an image.
@@ -80,8 +82,39 @@ func basePath(cacheDir string, spec *images.Spec) string {
 	return filepath.Join(cacheDir, "images", spec.Name+"-"+baseKey(spec)+".qcow2")
 }
 
-// Build makes spec's image, or returns the cached one.
+// Build makes spec's image, or returns the cached one, with the record of
+// what the image holds (file-tree digest, packages, kernel, policy).
 func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error) {
+	res, err := build1(ctx, spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	if rec, err := readImageRecord(res.Image); err == nil && res.Cached && rec.Description != nil {
+		res.Record.Description = rec.Description
+		return res, nil
+	}
+	b := &build{opts: opts, spec: spec, times: map[string]string{}}
+	if err := b.step("describe", func() (string, error) {
+		d, err := describe(ctx, res.Image, opts.CacheDir, manifestPath(res.Image))
+		if err != nil {
+			return "", err
+		}
+		res.Record.Description = d
+		return fmt.Sprintf("tree %s, %d packages", d.TreeDigest[:16], len(d.Packages)), nil
+	}); err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(res.Record, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(imageRecordPath(res.Image), append(data, '\n')); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, error) {
 	base, ok := images.LookupBase(spec.Base)
 	if !ok {
 		return nil, fmt.Errorf("unknown base %q", spec.Base)

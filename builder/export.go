@@ -55,6 +55,11 @@ func Export(ctx context.Context, res *Result, name, outDir string) (*Exported, e
 	if err := writeAtomic(out+".sha256", []byte(sum+"  "+filepath.Base(out)+"\n")); err != nil {
 		return nil, err
 	}
+	if m, err := os.ReadFile(manifestPath(res.Image)); err == nil {
+		if err := writeAtomic(filepath.Join(outDir, name+".tree"), m); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, err
 	}

@@ -16,16 +16,21 @@ import (
 	"github.com/labforge/labforge/verify"
 )
 
-// Tree is an image's root file system unpacked on the host, so that checks
+// Tree is an image's root file system opened on the host, so that checks
 // can inspect the image itself without booting it (a boot would change it:
 // first-boot identity, logs).
 type Tree struct {
-	Root string
-	dir  string
+	Root    string
+	dir     string
+	mounted bool
+	// Labels says whether SELinux labels are visible (a loop mount shows
+	// them; an unpacked copy does not).
+	Labels bool
 }
 
-// OpenTree unpacks image's root partition into a temporary directory
-// under tmpDir, with debugfs: no loop device or mount is needed.
+// OpenTree opens image's root partition read-only under tmpDir: through a
+// loop mount where the host allows one, else unpacked with debugfs, which
+// needs neither a loop device nor mount rights.
 func OpenTree(ctx context.Context, image, tmpDir string) (*Tree, error) {
 	dir, err := os.MkdirTemp(tmpDir, ".tree-")
 	if err != nil {
@@ -45,6 +50,10 @@ func OpenTree(ctx context.Context, image, tmpDir string) (*Tree, error) {
 	if err := os.Mkdir(t.Root, 0o755); err != nil {
 		t.Close()
 		return nil, err
+	}
+	if err := exec.CommandContext(ctx, "mount", "-o", "ro,loop,offset="+strconv.FormatInt(offset, 10), raw, t.Root).Run(); err == nil {
+		t.mounted, t.Labels = true, true
+		return t, nil
 	}
 	cmd := exec.CommandContext(ctx, "debugfs", "-R", "rdump / "+t.Root, raw+"?offset="+strconv.FormatInt(offset, 10))
 	var out bytes.Buffer
@@ -94,5 +103,12 @@ func (t *Tree) Run(ctx context.Context, cmd string) (verify.Result, error) {
 	return res, err
 }
 
-// Close deletes the unpacked tree.
-func (t *Tree) Close() error { return os.RemoveAll(t.dir) }
+// Close unmounts or deletes the tree.
+func (t *Tree) Close() error {
+	if t.mounted {
+		if out, err := exec.Command("umount", t.Root).CombinedOutput(); err != nil {
+			return fmt.Errorf("umount %s: %w: %s", t.Root, err, out)
+		}
+	}
+	return os.RemoveAll(t.dir)
+}

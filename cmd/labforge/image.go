@@ -1,9 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -14,7 +17,7 @@ import (
 
 func newImageCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "Export built images and inspect them offline"}
-	cmd.AddCommand(newImageExportCmd(g), newImageVerifyCmd())
+	cmd.AddCommand(newImageExportCmd(g), newImageVerifyCmd(), newImageDiffCmd())
 	return cmd
 }
 
@@ -89,4 +92,53 @@ or history: what a boot would recreate cannot hide what the build left.`,
 	cmd.Flags().StringVar(&suitePath, "suite", "images/seal.verify.yaml", "verify suite to run")
 	report.register(cmd)
 	return cmd
+}
+
+func newImageDiffCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "diff A.json B.json",
+		Short: "What differs between two build records: OS, kernel, policy, packages, files (mode, owner, label, content)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			changes, err := builder.DiffRecords(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if changes == nil {
+					changes = []builder.Change{}
+				}
+				return enc.Encode(changes)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KIND\tNAME\tA\tB")
+			counts := map[string]int{}
+			for _, c := range changes {
+				counts[c.Kind]++
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Kind, c.Name, orAbsent(c.A), orAbsent(c.B))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%d differences (%d packages, %d files)\n", len(changes), counts["package"], counts["file"])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the differences as JSON")
+	return cmd
+}
+
+func orAbsent(s string) string {
+	if s == "" {
+		return "(absent)"
+	}
+	s = strings.ReplaceAll(s, "\t", " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
+	"sort"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,15 @@ import (
 func TestBuildFaults(t *testing.T) {
 	needRoot(t)
 	mustLabforge(t, "build") // the root fs and image are cached from here on
+
+	records, _ := filepath.Glob(filepath.Join(cacheDir(), "images", "container-internals-*.record.json"))
+	if len(records) == 0 {
+		t.Fatal("no build record of the default image")
+	}
+	sort.Slice(records, func(i, j int) bool { return modTime(records[i]).After(modTime(records[j])) })
+	before := filepath.Join(t.TempDir(), "before.record.json")
+	copyFile(t, records[0], before)
+	copyFile(t, strings.TrimSuffix(records[0], ".record.json")+".tree", strings.TrimSuffix(before, ".record.json")+".tree")
 
 	t.Run("kill -9 during build", func(t *testing.T) {
 		cmd := exec.Command(bin, "build", "--force")
@@ -45,6 +56,21 @@ func TestBuildFaults(t *testing.T) {
 		if len(left) != 0 {
 			t.Fatalf("work left after the next build: %v", left)
 		}
+	})
+
+	t.Run("two builds of one spec have one file tree", func(t *testing.T) {
+		// The forced rebuild above made the image again from the same spec.
+		d := mustLabforge(t, "image", "diff", before, records[0])
+		if !strings.Contains(d.stdout, "0 differences") {
+			t.Fatalf("two builds of the same spec differ:\n%s", d.stdout)
+		}
+		var a, b struct{ TreeDigest string }
+		readJSON(t, before, &a)
+		readJSON(t, records[0], &b)
+		if a.TreeDigest == "" || a.TreeDigest != b.TreeDigest {
+			t.Fatalf("file-tree digests %q and %q", a.TreeDigest, b.TreeDigest)
+		}
+		t.Logf("FIGURE file-tree digest of two builds: %s = %s", a.TreeDigest[:16], b.TreeDigest[:16])
 	})
 
 	t.Run("disk full", func(t *testing.T) {
@@ -81,4 +107,34 @@ func TestBuildFaults(t *testing.T) {
 		}
 		t.Logf("disk-full error: %s", strings.TrimSpace(string(out)[strings.LastIndex(strings.TrimSpace(string(out)), "\n")+1:]))
 	})
+}
+
+func modTime(p string) time.Time {
+	st, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
