@@ -100,7 +100,9 @@ func dpkgPackages(root string) map[string]string {
 }
 
 // imageRecordPath is where the record of a final image is kept.
-func imageRecordPath(image string) string { return strings.TrimSuffix(image, ".qcow2") + ".record.json" }
+func imageRecordPath(image string) string {
+	return strings.TrimSuffix(image, ".qcow2") + ".record.json"
+}
 
 // manifestPath is where the file-tree manifest of a final image is kept.
 func manifestPath(image string) string { return strings.TrimSuffix(image, ".qcow2") + ".tree" }

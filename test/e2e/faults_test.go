@@ -3,9 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-	"sort"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
