@@ -143,6 +143,7 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	rec, err := readRecord(img)
 	if err == nil && !opts.Force {
 		res.Cached = true
+		touch(img)
 		// A cached disk is used only if its bytes are the ones recorded.
 		if err := b.step("base disk", func() (string, error) {
 			return "cached " + filepath.Base(img) + ", sha256 checked", checkFile(img, rec.SHA256)
@@ -166,6 +167,7 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 		first = firstMissing(plan)
 	}
 	for _, l := range plan[:first] {
+		touch(l.Path)
 		if err := b.step(l.Step, func() (string, error) { return "cached layer " + l.Key, checkLayer(l) }); err != nil {
 			return nil, err
 		}

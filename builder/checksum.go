@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // fileSHA256 hashes a file's bytes.
@@ -44,4 +45,12 @@ func checkFile(path, want string) error {
 		return &ChecksumError{Path: path, Want: want, Got: got}
 	}
 	return nil
+}
+
+// allocatedBytes is the space a (sparse) file takes on disk.
+func allocatedBytes(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/aptsrc"
@@ -59,6 +60,7 @@ func dedup(s []string) []string {
 func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Writer) (dir string, cached bool, err error) {
 	dir = filepath.Join(cacheDir, "rootfs", r.key())
 	if _, err := os.Stat(filepath.Join(dir, "etc", "os-release")); err == nil {
+		touch(dir)
 		return dir, true, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
@@ -109,4 +111,10 @@ func removeTree(dir string) {
 		_ = unmount(filepath.Join(dir, m))
 	}
 	_ = os.RemoveAll(dir)
+}
+
+// touch marks a cache entry as used now, for `cache prune`.
+func touch(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
 }

@@ -28,7 +28,7 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and results")
 	root.AddCommand(
 		newBuildCmd(g), newUpCmd(g), newDownCmd(), newSSHCmd(), newVerifyCmd(),
-		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBenchCmd(), newClassCmd(g),
+		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
 	)
 	return root
 }
