@@ -132,6 +132,18 @@ func TestLayerCache(t *testing.T) {
 			t.Fatalf("build with a corrupt layer: exit %d, %s", r.code, r.stderr)
 		}
 		mustLabforge(t, "build", spec)
+
+		// The base disk under the layers is checked the same way.
+		var first struct{ Parent string }
+		readJSON(t, strings.TrimSuffix(layer, ".qcow2")+".json", &first)
+		base := filepath.Join(cacheDir(), "images", "e2e-layers-"+first.Parent+".qcow2")
+		flip(t, base)
+		r = labforge(t, "build", spec)
+		flip(t, base)
+		if r.code == 0 || !strings.Contains(r.stderr, base) || !strings.Contains(r.stderr, "sha256") {
+			t.Fatalf("build with a corrupt base disk: exit %d, %s", r.code, r.stderr)
+		}
+		mustLabforge(t, "build", spec)
 	})
 
 	mustLabforge(t, "up", "--name", name, spec)
