@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -51,5 +53,22 @@ func TestCompletion(t *testing.T) {
 	out, err := run(t, "completion", "bash")
 	if err != nil || !strings.Contains(out, "__start_labforge") {
 		t.Fatalf("completion: %v", err)
+	}
+}
+
+func TestProgressJSON(t *testing.T) {
+	var b bytes.Buffer
+	progressJSON = true
+	defer func() { progressJSON = false }()
+	p := newStepPrinter(&b, false)
+	p.Start("disk")
+	p.Done("disk", 1500*time.Millisecond, "GPT", nil)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 JSON lines, got %q", b.String())
+	}
+	var e progressEvent
+	if err := json.Unmarshal([]byte(lines[1]), &e); err != nil || e.Step != "disk" || e.Event != "done" || e.Seconds != 1.5 || e.Note != "GPT" {
+		t.Fatalf("event %+v (%v)", e, err)
 	}
 }

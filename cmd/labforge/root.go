@@ -26,6 +26,7 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 		Version:       version,
 	}
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and results")
+	root.PersistentFlags().BoolVar(&progressJSON, "progress-json", false, "report build and boot steps as JSON lines (for tools driving labforge)")
 	root.AddCommand(
 		newBuildCmd(g), newUpCmd(g), newDownCmd(), newSSHCmd(), newVerifyCmd(),
 		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
