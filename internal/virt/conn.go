@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -22,6 +23,10 @@ type Conn struct {
 	*libvirt.Libvirt
 	URI    string
 	Socket string
+
+	mu       sync.Mutex
+	watchers map[int]watcher // lifecycle event listeners, see watch
+	nextID   int
 }
 
 // SocketPath is the local libvirtd socket for this user: the system daemon

@@ -190,28 +190,64 @@ var ErrStopped = errors.New("domain stopped")
 // is gone ends at once instead of at a timeout.
 func (c *Conn) WatchStop(ctx context.Context, name string) (context.Context, context.CancelFunc, error) {
 	wctx, cancel := context.WithCancelCause(ctx)
-	events, err := c.LifecycleEvents(wctx)
+	unwatch, err := c.watch(name, func(ev libvirt.DomainEventLifecycleMsg) {
+		switch libvirt.DomainEventType(ev.Event) {
+		case libvirt.DomainEventStopped, libvirt.DomainEventCrashed:
+			cancel(fmt.Errorf("%w: %s (%s)", ErrStopped, name, stopReason(ev.Detail)))
+		}
+	})
 	if err != nil {
 		cancel(nil)
-		return nil, nil, fmt.Errorf("subscribe to lifecycle events: %w", err)
+		return nil, nil, err
 	}
-	go func() {
-		for ev := range events {
-			if ev.Dom.Name != name {
-				continue
-			}
-			switch libvirt.DomainEventType(ev.Event) {
-			case libvirt.DomainEventStopped, libvirt.DomainEventCrashed:
-				cancel(fmt.Errorf("%w: %s (%s)", ErrStopped, name, stopReason(ev.Detail)))
-				return
-			}
-		}
-	}()
 	// A domain that stopped before the subscription is caught here.
 	if !c.Running(name) {
 		cancel(fmt.Errorf("%w: %s is not running", ErrStopped, name))
 	}
-	return wctx, func() { cancel(nil) }, nil
+	return wctx, func() { unwatch(); cancel(nil) }, nil
+}
+
+// watch calls fn with every lifecycle event of the domain called name.
+// libvirt takes one lifecycle subscription per connection, so the first
+// watcher starts it and every watcher shares it.
+func (c *Conn) watch(name string, fn func(libvirt.DomainEventLifecycleMsg)) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.watchers == nil {
+		events, err := c.LifecycleEvents(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("subscribe to lifecycle events: %w", err)
+		}
+		c.watchers = map[int]watcher{}
+		go func() {
+			for ev := range events {
+				c.mu.Lock()
+				var fns []func(libvirt.DomainEventLifecycleMsg)
+				for _, w := range c.watchers {
+					if w.name == ev.Dom.Name {
+						fns = append(fns, w.fn)
+					}
+				}
+				c.mu.Unlock()
+				for _, f := range fns {
+					f(ev)
+				}
+			}
+		}()
+	}
+	c.nextID++
+	id := c.nextID
+	c.watchers[id] = watcher{name: name, fn: fn}
+	return func() {
+		c.mu.Lock()
+		delete(c.watchers, id)
+		c.mu.Unlock()
+	}, nil
+}
+
+type watcher struct {
+	name string
+	fn   func(libvirt.DomainEventLifecycleMsg)
 }
 
 func stopReason(detail int32) string {
