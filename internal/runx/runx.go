@@ -19,14 +19,18 @@ func Run(ctx context.Context, log io.Writer, env []string, name string, args ...
 	var tail tailBuffer
 	var w io.Writer = &tail
 	if log != nil {
-		w = io.MultiWriter(log, &tail)
+		// A log that cannot be written (a full disk) must not kill the
+		// command with SIGPIPE and hide its own error.
+		w = io.MultiWriter(forgiving{log}, &tail)
 		fmt.Fprintf(log, "$ %s %s\n", name, strings.Join(args, " "))
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Env = append(cmd.Environ(), env...)
 	// Own process group, so that Ctrl-C reaches labforge first and it
 	// decides how children stop (CommandContext kills them on cancel).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a labforge killed with -9 takes its children with it, so
+	// none goes on writing into a tree the next run is cleaning.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
@@ -75,4 +79,12 @@ func (t *tailBuffer) String() string {
 		lines = lines[len(lines)-5:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// forgiving writes to w but never fails.
+type forgiving struct{ w io.Writer }
+
+func (f forgiving) Write(p []byte) (int, error) {
+	_, _ = f.w.Write(p)
+	return len(p), nil
 }
