@@ -14,6 +14,7 @@ import (
 
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
 )
@@ -148,7 +149,7 @@ func (b *build) runStep(ctx context.Context, c *sshx.Client, i int) error {
 		return err
 	}
 	fmt.Fprintf(b.opts.Log, "--- step %s\n", st.Name)
-	tail := &tailWriter{}
+	tail := &runx.Tail{}
 	out := io.MultiWriter(b.opts.Log, tail)
 	code, err := c.Stream(ctx, "sudo -n bash -o pipefail "+guestDir+"/.step.sh", nil, out, out)
 	if err != nil {
@@ -177,22 +178,3 @@ func (b *build) seal(ctx context.Context, conn *virt.Conn, c *sshx.Client, name 
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// tailWriter keeps the last lines of a step's output for its error.
-type tailWriter struct{ b []byte }
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string {
-	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
-	if len(lines) > 6 {
-		lines = lines[len(lines)-6:]
-	}
-	return strings.Join(lines, " | ")
-}

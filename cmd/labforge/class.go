@@ -100,11 +100,7 @@ func newClassStatusCmd() *cobra.Command {
 		Short: "Each host's state and SSH reachability",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := class.Load(args[0])
-			if err != nil {
-				return err
-			}
-			conn, err := virt.Connect(cmd.Context(), true)
+			c, conn, err := loadClass(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -193,11 +189,7 @@ func newClassResetCmd() *cobra.Command {
 		Short: "Put one student's host back to the golden image (new overlay, new keys)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := class.Load(args[0])
-			if err != nil {
-				return err
-			}
-			conn, err := virt.Connect(cmd.Context(), true)
+			c, conn, err := loadClass(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -219,11 +211,7 @@ func newClassDestroyCmd() *cobra.Command {
 		Short: "Remove every host of the class, and the class",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := class.Load(args[0])
-			if err != nil {
-				return err
-			}
-			conn, err := virt.Connect(cmd.Context(), true)
+			c, conn, err := loadClass(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -235,4 +223,18 @@ func newClassDestroyCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// loadClass reads a class record and connects to libvirt; the caller
+// closes the connection.
+func loadClass(cmd *cobra.Command, name string) (*class.Class, *virt.Conn, error) {
+	c, err := class.Load(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := virt.Connect(cmd.Context(), true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, conn, nil
 }

@@ -16,7 +16,7 @@ import (
 // The error names the command and quotes the last lines it printed.
 func Run(ctx context.Context, log io.Writer, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
-	var tail tailBuffer
+	var tail Tail
 	var w io.Writer = &tail
 	if log != nil {
 		// A log that cannot be written (a full disk) must not kill the
@@ -60,12 +60,12 @@ func short(args []string) []string {
 	return args
 }
 
-// tailBuffer keeps the last few lines written to it.
-type tailBuffer struct{ b []byte }
+// Tail keeps the last few lines written to it, to quote in an error.
+type Tail struct{ b []byte }
 
 const tailMax = 2048
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *Tail) Write(p []byte) (int, error) {
 	t.b = append(t.b, p...)
 	if len(t.b) > tailMax {
 		t.b = t.b[len(t.b)-tailMax:]
@@ -73,7 +73,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *Tail) String() string {
 	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
 	if len(lines) > 5 {
 		lines = lines[len(lines)-5:]
