@@ -44,8 +44,3 @@ func State() string {
 
 // Instances is the directory of all instances.
 func Instances() string { return filepath.Join(State(), "instances") }
-
-// MkdirReadable creates dir (and parents) readable by the QEMU user.
-func MkdirReadable(dir string) error {
-	return os.MkdirAll(dir, 0o755)
-}

@@ -3,7 +3,6 @@
 package runx
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -39,18 +38,6 @@ func Run(ctx context.Context, log io.Writer, env []string, name string, args ...
 		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(short(args), " "), err, tail.String())
 	}
 	return nil
-}
-
-// Output runs the command and returns its standard output.
-func Output(ctx context.Context, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(short(args), " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
 }
 
 func short(args []string) []string {
