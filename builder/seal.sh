@@ -19,6 +19,10 @@ rm -rf /tmp/labforge
 apt-get clean 2>/dev/null || dnf clean all 2>/dev/null || true
 rm -rf /var/lib/apt/lists/* /var/tmp/* 
 find /var/log -type f -exec truncate -s 0 {} +
+# utmp accounting appends a shutdown record to wtmp at poweroff, but never
+# creates the file: removed, it stays empty; systemd-tmpfiles makes a fresh
+# one at each clone's first boot.
+rm -f /var/log/wtmp /var/log/btmp
 rm -rf /var/log/journal/*
 rm -f /root/.bash_history /home/*/.bash_history /root/.lesshst
 # cloud-init writes root's authorized_keys (with a "log in as" prefix).
