@@ -133,7 +133,7 @@ func (b *build) runStep(ctx context.Context, c *sshx.Client, i int) error {
 	}
 	for k, src := range b.spec.StepFiles(i) {
 		dst := path.Join(guestDir, filepath.ToSlash(st.Files[k]))
-		if _, err := c.Run(ctx, "mkdir -p "+shellQuote(path.Dir(dst))); err != nil {
+		if _, err := c.Run(ctx, "mkdir -p "+runx.Quote(path.Dir(dst))); err != nil {
 			return err
 		}
 		fi, err := os.Stat(src)
@@ -176,5 +176,3 @@ func (b *build) seal(ctx context.Context, conn *virt.Conn, c *sshx.Client, name 
 	fmt.Fprint(b.opts.Log, res.Stdout, res.Stderr)
 	return conn.WaitStopped(ctx, name, 3*time.Minute)
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

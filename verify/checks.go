@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/labforge/labforge/internal/runx"
 )
 
 // probe is a check turned into one shell command for the guest and a
@@ -68,7 +70,7 @@ const fileContentLimit = 1 << 20
 const contentMarker = "--- content"
 
 func fileProbe(c *Check) probe {
-	cmd := "f=" + shellQuote(c.File) + `; if [ ! -e "$f" ]; then echo exists=false; exit 0; fi; ` +
+	cmd := "f=" + runx.Quote(c.File) + `; if [ ! -e "$f" ]; then echo exists=false; exit 0; fi; ` +
 		`echo exists=true; stat -c 'mode=%a owner=%U uid=%u group=%G gid=%g' -- "$f" || exit`
 	if c.SELinux != "" {
 		// stat prints "?" for an unlabelled file, and fails; keep going.
@@ -134,7 +136,7 @@ func selinuxPattern(s string) (*regexp.Regexp, error) {
 var enabledStates = map[string]bool{"enabled": true, "enabled-runtime": true}
 
 func serviceProbe(c *Check) probe {
-	cmd := "u=" + shellQuote(c.Service) + `; echo "active=$(systemctl is-active -- "$u" 2>/dev/null)"; ` +
+	cmd := "u=" + runx.Quote(c.Service) + `; echo "active=$(systemctl is-active -- "$u" 2>/dev/null)"; ` +
 		`echo "enabled=$(systemctl is-enabled -- "$u" 2>/dev/null)"`
 	wantActive := c.Active == nil || *c.Active
 	return probe{cmd, func(r Result) (bool, string) {
@@ -167,7 +169,7 @@ func orUnknown(s string) string {
 // answered first. rpm's format prints the epoch the way dpkg does (only when
 // set), so a version pattern reads the same on both families.
 func packageProbe(c *Check) probe {
-	p := shellQuote(c.Package)
+	p := runx.Quote(c.Package)
 	cmd := `if command -v dpkg-query >/dev/null 2>&1; then echo dpkg; dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' -- ` + p + ` 2>&1; ` +
 		`elif command -v rpm >/dev/null 2>&1; then echo rpm; rpm -q --qf '%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n' -- ` + p + ` 2>&1; ` +
 		`else echo none; fi`
@@ -201,7 +203,7 @@ func packageProbe(c *Check) probe {
 }
 
 func sysctlProbe(c *Check) probe {
-	return probe{"sysctl -n -- " + shellQuote(c.Sysctl), func(r Result) (bool, string) {
+	return probe{"sysctl -n -- " + runx.Quote(c.Sysctl), func(r Result) (bool, string) {
 		if r.ExitCode != 0 {
 			return false, probeFailed("sysctl", r)
 		}
@@ -265,11 +267,6 @@ func probeFailed(what string, r Result) string {
 		return msg + ": " + s
 	}
 	return msg
-}
-
-// shellQuote quotes s for POSIX sh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func firstLine(s string) string {

@@ -200,12 +200,3 @@ func TestServiceCommandRuns(t *testing.T) {
 	}
 	wantFail(t, runOne(t, "  - {name: ssh, service: ssh, enabled: true}\n"), "is-active: want active, got unknown; is-enabled")
 }
-
-func TestShellQuote(t *testing.T) {
-	for _, s := range []string{"plain", "it's", "$(rm -rf /)", "a b\tc", `back\slash`, ""} {
-		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(s)).Output()
-		if err != nil || string(out) != s {
-			t.Errorf("shellQuote(%q): sh printed %q, %v", s, out, err)
-		}
-	}
-}

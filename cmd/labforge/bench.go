@@ -17,6 +17,7 @@ import (
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/verify"
 )
 
@@ -171,7 +172,7 @@ func benchVerify(ctx context.Context, out io.Writer, name string, n int) error {
 	logPath := filepath.Join(inst.Dir(), "bench-ssh-loop.log")
 	var script strings.Builder
 	for _, c := range cmds {
-		fmt.Fprintf(&script, "ssh -F %s %s %s || exit 1\n", inst.SSHConfigPath(), inst.Domain, shellQuote("sudo -n sh -c "+shellQuote(c)))
+		fmt.Fprintf(&script, "ssh -F %s %s %s || exit 1\n", inst.SSHConfigPath(), inst.Domain, runx.Quote("sudo -n sh -c "+runx.Quote(c)))
 	}
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -194,5 +195,3 @@ func benchVerify(ctx context.Context, out io.Writer, name string, n int) error {
 	fmt.Fprintf(tw, "peer log: %s\n", logPath)
 	return tw.Flush()
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -2,8 +2,8 @@ package instance
 
 import (
 	"context"
-	"strings"
 
+	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/verify"
 )
@@ -14,8 +14,6 @@ type RootRunner struct{ Client *sshx.Client }
 
 // Run runs cmd through sudo.
 func (r RootRunner) Run(ctx context.Context, cmd string) (verify.Result, error) {
-	res, err := r.Client.Run(ctx, "sudo -n sh -c "+shellQuote(cmd))
+	res, err := r.Client.Run(ctx, "sudo -n sh -c "+runx.Quote(cmd))
 	return verify.Result{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, err
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -75,3 +75,6 @@ func (f forgiving) Write(p []byte) (int, error) {
 	_, _ = f.w.Write(p)
 	return len(p), nil
 }
+
+// Quote quotes s as one word for a POSIX shell.
+func Quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
