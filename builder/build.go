@@ -174,7 +174,7 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	}
 	if first < len(plan) {
 		res.Cached = false
-		if err := b.provision(ctx, img, plan, first); err != nil {
+		if err := b.provision(ctx, img, baseKey(spec), plan, first); err != nil {
 			return nil, err
 		}
 	}

@@ -32,9 +32,8 @@ const guestDir = "/tmp/labforge"
 // provision boots one build guest on the last complete layer and runs the
 // steps from plan[first] on, freezing each step's result as a layer with a
 // disk-only external snapshot, then seals the last layer.
-func (b *build) provision(ctx context.Context, base string, plan []layer, first int) (err error) {
-	parent := base
-	parentKey := baseKeyOf(base)
+func (b *build) provision(ctx context.Context, base, baseKey string, plan []layer, first int) (err error) {
+	parent, parentKey := base, baseKey
 	if first > 0 {
 		parent, parentKey = plan[first-1].Path, plan[first-1].Key
 	}
@@ -114,14 +113,6 @@ func (b *build) provision(ctx context.Context, base string, plan []layer, first 
 		parentKey = l.Key
 	}
 	return nil
-}
-
-func baseKeyOf(path string) string {
-	name := strings.TrimSuffix(filepath.Base(path), ".qcow2")
-	if i := strings.LastIndexByte(name, '-'); i >= 0 {
-		return name[i+1:]
-	}
-	return name
 }
 
 // runStep copies step i's files to the guest and runs its script as root,
