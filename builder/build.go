@@ -14,6 +14,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/labforge/labforge/builder/ociimage"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/runx"
 )
@@ -57,6 +58,9 @@ type Record struct {
 	ImageBytes int64             `json:"imageBytes"`
 	SHA256     string            `json:"sha256"`
 	Layers     []LayerRecord     `json:"layers,omitempty"`
+	Artifacts  []ArtifactRecord  `json:"artifacts,omitempty"`
+	// ContainerImages are the course images built into the disk, by digest.
+	ContainerImages []ociimage.Built `json:"containerImages,omitempty"`
 	// What the final image holds, read from its files after the build.
 	*Description `json:",omitempty"`
 }
@@ -71,15 +75,16 @@ type LayerRecord struct {
 // images made the old way are not reused.
 const recipe = 5
 
-// baseKey names the disk of spec before provisioning: its content and the recipe.
-func baseKey(spec *images.Spec) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s", recipe, spec.BaseHash())))
+// baseKey names the disk of spec before provisioning: its content, the
+// bytes of the programs built for it, and the recipe.
+func baseKey(spec *images.Spec, artifacts string) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s\n%s", recipe, spec.BaseHash(), artifacts)))
 	return fmt.Sprintf("%x", sum[:8])
 }
 
 // basePath is where the disk of spec before provisioning is kept.
-func basePath(cacheDir string, spec *images.Spec) string {
-	return filepath.Join(cacheDir, "images", spec.Name+"-"+baseKey(spec)+".qcow2")
+func basePath(cacheDir string, spec *images.Spec, key string) string {
+	return filepath.Join(cacheDir, "images", spec.Name+"-"+key+".qcow2")
 }
 
 // Build makes spec's image, or returns the cached one, with the record of
@@ -138,8 +143,20 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	}
 	defer unlock()
 	b := &build{opts: opts, spec: spec, times: map[string]string{}}
-	img := basePath(opts.CacheDir, spec)
-	res := &Result{Image: img, Key: baseKey(spec)}
+	var arts *artifactSet
+	if len(spec.Artifacts) > 0 {
+		if err := b.step("artifacts", func() (string, error) {
+			var note string
+			var err error
+			arts, note, err = buildArtifacts(ctx, opts.CacheDir, spec, opts.Log)
+			return note, err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	key := baseKey(spec, arts.digest())
+	img := basePath(opts.CacheDir, spec, key)
+	res := &Result{Image: img, Key: key}
 	rec, err := readRecord(img)
 	if err == nil && !opts.Force {
 		res.Cached = true
@@ -151,7 +168,7 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 			return nil, err
 		}
 	} else {
-		if rec, err = b.run(ctx, base, img); err != nil {
+		if rec, err = b.run(ctx, base, img, arts); err != nil {
 			return nil, err
 		}
 	}
@@ -174,7 +191,7 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	}
 	if first < len(plan) {
 		res.Cached = false
-		if err := b.provision(ctx, img, baseKey(spec), plan, first); err != nil {
+		if err := b.provision(ctx, img, key, plan, first); err != nil {
 			return nil, err
 		}
 	}
@@ -216,7 +233,7 @@ func (b *build) note(name, note string) {
 	}
 }
 
-func (b *build) run(ctx context.Context, base images.Base, img string) (*Record, error) {
+func (b *build) run(ctx context.Context, base images.Base, img string, arts *artifactSet) (*Record, error) {
 	cache := b.opts.CacheDir
 	if err := os.MkdirAll(filepath.Join(cache, "images"), 0o755); err != nil {
 		return nil, err
@@ -245,6 +262,22 @@ func (b *build) run(ctx context.Context, base images.Base, img string) (*Record,
 	root := filepath.Join(work, "rootfs")
 	if err := b.step("copy", func() (string, error) { return "", copyTree(ctx, cached, root, b.opts.Log) }); err != nil {
 		return nil, err
+	}
+	var built []ociimage.Built
+	if arts != nil {
+		if err := b.step("install artifacts", func() (string, error) {
+			if err := arts.install(root); err != nil {
+				return "", err
+			}
+			var err error
+			built, err = buildContainerImages(ctx, root, b.spec, arts)
+			if len(built) == 0 {
+				return "", err
+			}
+			return imagesNote(built), err
+		}); err != nil {
+			return nil, err
+		}
 	}
 	ids := idsFor(b.spec.BaseHash())
 	params := bootParams{Title: "labforge " + b.spec.Name, RootUUID: ids.RootUUID, SELinux: b.spec.SELinux, KernelArgs: kernelArgs(b.spec)}
@@ -286,6 +319,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string) (*Record,
 		Spec: b.spec.Name, SpecHash: b.spec.BaseHash(), Base: base.Name, RootfsKey: rs.key(), Mirror: rs.Mirror,
 		Kernel: filepath.Base(kernel), RootUUID: ids.RootUUID, DiskSize: int64(b.spec.Disk.Size),
 		Created: time.Now().UTC(), StepTimes: b.times, ImageBytes: st.Size(), SHA256: sum,
+		Artifacts: arts.records(), ContainerImages: built,
 	}
 	// The record is written last: an image without one is not finished.
 	if err := os.Rename(tmp, img); err != nil {

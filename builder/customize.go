@@ -120,7 +120,7 @@ func customize(ctx context.Context, root string, spec *images.Spec, p bootParams
 		}
 	}
 	if spec.SELinux != "disabled" {
-		if err := installPolicyModules(ctx, root, log); err != nil {
+		if err := installPolicyModules(ctx, root, spec, log); err != nil {
 			return err
 		}
 		// Label offline, so the first boot is already enforcing and needs
@@ -160,9 +160,9 @@ func inChroot(ctx context.Context, root string, log io.Writer, args ...string) e
 	return runx.Run(ctx, log, nil, "chroot", append([]string{root}, args...)...)
 }
 
-// installPolicyModules compiles and loads every local policy module into
-// the tree's policy store.
-func installPolicyModules(ctx context.Context, root string, log io.Writer) error {
+// installPolicyModules compiles and loads labforge's own policy modules and
+// the spec's into the tree's policy store, in one transaction.
+func installPolicyModules(ctx context.Context, root string, spec *images.Spec, log io.Writer) error {
 	mods, err := fs.Glob(policyModules, "selinux/*.te")
 	if err != nil {
 		return err
@@ -191,6 +191,11 @@ func installPolicyModules(ctx context.Context, root string, log io.Writer) error
 		}
 		pps = append(pps, in+".pp")
 	}
+	more, err := specPolicyModules(ctx, root, work, spec, log)
+	if err != nil {
+		return err
+	}
+	pps = append(pps, more...)
 	if len(pps) == 0 {
 		return nil
 	}
@@ -225,4 +230,64 @@ func clearBuildTraces(root string) error {
 		}
 	}
 	return nil
+}
+
+// refpolicySource is the reference policy's source in Debian's
+// selinux-policy-src: it carries modules (container, podman, docker) that
+// the binary policy leaves out.
+const refpolicySource = "/usr/src/selinux-policy-src.tar.zst"
+
+// specPolicyModules builds the spec's modules with the distribution's
+// policy development Makefile (selinux-policy-dev), which gives them the
+// reference policy's interfaces, and returns the packages to load.
+func specPolicyModules(ctx context.Context, root, work string, spec *images.Spec, log io.Writer) ([]string, error) {
+	if len(spec.PolicyModules) == 0 {
+		return nil, nil
+	}
+	const in = "/tmp/labforge-selinux"
+	var targets, fromSource []string
+	for _, m := range spec.PolicyModules {
+		if !strings.HasSuffix(m, ".te") {
+			fromSource = append(fromSource, m)
+			targets = append(targets, m+".pp")
+			continue
+		}
+		stem := strings.TrimSuffix(m, ".te")
+		for _, ext := range []string{".te", ".fc", ".if"} {
+			data, err := os.ReadFile(filepath.Join(spec.Dir, stem+ext))
+			if err != nil {
+				if ext != ".te" && os.IsNotExist(err) {
+					continue
+				}
+				return nil, fmt.Errorf("policy module %s: %w", m, err)
+			}
+			if err := os.WriteFile(filepath.Join(work, filepath.Base(stem)+ext), data, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		targets = append(targets, filepath.Base(stem)+".pp")
+	}
+	if len(fromSource) > 0 {
+		if _, err := os.Stat(filepath.Join(root, refpolicySource)); err != nil {
+			return nil, fmt.Errorf("policy modules %s need the reference policy source: add selinux-policy-src (and selinux-policy-dev, make, zstd) to packages", strings.Join(fromSource, ", "))
+		}
+		args := []string{"tar", "--zstd", "-xf", refpolicySource, "--wildcards", "--strip-components=4", "-C", in}
+		for _, m := range fromSource {
+			for _, ext := range []string{".te", ".fc", ".if"} {
+				args = append(args, "selinux-policy-src/policy/modules/*/"+m+ext)
+			}
+		}
+		if err := inChroot(ctx, root, log, args...); err != nil {
+			return nil, fmt.Errorf("extract policy modules %s: %w", strings.Join(fromSource, ", "), err)
+		}
+	}
+	args := append([]string{"make", "-C", in, "-f", "/usr/share/selinux/devel/Makefile"}, targets...)
+	if err := inChroot(ctx, root, log, args...); err != nil {
+		return nil, fmt.Errorf("compile policy modules: %w", err)
+	}
+	var pps []string
+	for _, t := range targets {
+		pps = append(pps, in+"/"+t)
+	}
+	return pps, nil
 }

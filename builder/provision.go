@@ -17,6 +17,7 @@ import (
 	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/verify"
 )
 
 //go:embed seal.sh
@@ -78,6 +79,9 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 		return err
 	}
 	defer client.Close()
+	if err := b.checkEnforcing(ctx, client); err != nil {
+		return err
+	}
 
 	for i := first; i < len(plan); i++ {
 		l := plan[i]
@@ -88,6 +92,9 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 			}
 		} else {
 			if err := b.step("step "+l.Step, func() (string, error) { return l.Key, b.runStep(ctx, client, l.Index) }); err != nil {
+				return err
+			}
+			if err := b.checkDenials(ctx, client, l.Step); err != nil {
 				return err
 			}
 			// Freeze this step's disk: QEMU goes on writing to the next
@@ -122,17 +129,25 @@ func (b *build) runStep(ctx context.Context, c *sshx.Client, i int) error {
 	if _, err := c.Run(ctx, "rm -rf "+guestDir+" && mkdir -p "+guestDir); err != nil {
 		return err
 	}
-	for k, src := range b.spec.StepFiles(i) {
-		dst := path.Join(guestDir, filepath.ToSlash(st.Files[k]))
-		if _, err := c.Run(ctx, "mkdir -p "+runx.Quote(path.Dir(dst))); err != nil {
-			return err
-		}
-		fi, err := os.Stat(src)
+	for k, top := range b.spec.StepFiles(i) {
+		// A directory goes over whole, each file keeping its mode.
+		err := filepath.WalkDir(top, func(src string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(top, src)
+			dst := path.Join(guestDir, filepath.ToSlash(st.Files[k]), filepath.ToSlash(rel))
+			if _, err := c.Run(ctx, "mkdir -p "+runx.Quote(path.Dir(dst))); err != nil {
+				return err
+			}
+			fi, err := os.Stat(src)
+			if err != nil {
+				return err
+			}
+			return c.Upload(ctx, src, dst, fi.Mode().Perm())
+		})
 		if err != nil {
-			return err
-		}
-		if err := c.Upload(ctx, src, dst, fi.Mode().Perm()); err != nil {
-			return err
+			return fmt.Errorf("step %q: copy %s: %w", st.Name, st.Files[k], err)
 		}
 	}
 	script := "set -eu\ncd " + guestDir + "\n" + st.Run + "\n"
@@ -166,4 +181,43 @@ func (b *build) seal(ctx context.Context, conn *virt.Conn, c *sshx.Client, name 
 	}
 	fmt.Fprint(b.opts.Log, res.Stdout, res.Stderr)
 	return conn.WaitStopped(ctx, name, 3*time.Minute)
+}
+
+// checkEnforcing refuses to provision an image meant to be enforcing in a
+// guest that is not: what the steps do would never meet the policy.
+func (b *build) checkEnforcing(ctx context.Context, c *sshx.Client) error {
+	if b.spec.SELinux != "enforcing" {
+		return nil
+	}
+	res, err := c.Run(ctx, "getenforce")
+	if err != nil {
+		return fmt.Errorf("read SELinux mode of the build guest: %w", err)
+	}
+	if mode := strings.TrimSpace(res.Stdout); mode != "Enforcing" {
+		return fmt.Errorf("%s: selinux: the spec asks for enforcing but the build guest runs %q; the build stops here", b.spec.Path, mode)
+	}
+	return nil
+}
+
+// checkDenials fails the build when a step caused an SELinux denial that
+// the spec does not accept (avc: in the spec, each with a reason).
+func (b *build) checkDenials(ctx context.Context, c *sshx.Client, step string) error {
+	if b.spec.SELinux == "disabled" {
+		return nil
+	}
+	res, err := c.Run(ctx, "sudo -n sh -c "+runx.Quote(verify.DenialsCommand(b.spec.AcceptedDenials())))
+	if err != nil {
+		return fmt.Errorf("read the build guest's audit log: %w", err)
+	}
+	lines := verify.Denials(res.Stdout)
+	if len(lines) == 0 {
+		return nil
+	}
+	fmt.Fprintf(b.opts.Log, "--- SELinux denials after step %s\n%s\n", step, res.Stdout)
+	shown := lines
+	if len(shown) > 5 {
+		shown = shown[:5]
+	}
+	return fmt.Errorf("%s: step %q: %d SELinux denial(s) not accepted by the spec (fix the policy, or list them under avc: with a reason):\n  %s",
+		b.spec.Path, step, len(lines), strings.Join(shown, "\n  "))
 }

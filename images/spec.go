@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,19 @@ type Spec struct {
 	User        string   `yaml:"user"`
 	Provision   []Step   `yaml:"provision"`
 	Verify      string   `yaml:"verify"`
+	// Artifacts are programs built on the build host and installed into
+	// the root file system before the disk is made.
+	Artifacts []Artifact `yaml:"artifacts"`
+	// ContainerImages are OCI images built by labforge (no outside
+	// registry) and stored in the root file system for the guest to load.
+	ContainerImages []ContainerImage `yaml:"containerImages"`
+	// AVC lists SELinux denials accepted during provisioning and
+	// verification; any other denial fails the build.
+	AVC []AcceptedAVC `yaml:"avc"`
+	// PolicyModules are SELinux modules added to the distribution's policy:
+	// a name is a module of the reference policy's source (container,
+	// podman, ...), a path ending in .te a module kept beside the spec.
+	PolicyModules []string `yaml:"policyModules"`
 
 	// Path is the file the spec was read from; Dir its directory, against
 	// which relative paths in the spec resolve.
@@ -56,6 +70,47 @@ type Step struct {
 	Name  string   `yaml:"name"`
 	Run   string   `yaml:"run"`
 	Files []string `yaml:"files"`
+}
+
+// Artifact is a set of programs built on the build host: an upstream
+// project by recipe and version, or a local main package (go).
+type Artifact struct {
+	Name    string `yaml:"name"`
+	Recipe  string `yaml:"recipe"`
+	Version string `yaml:"version"`
+	Go      string `yaml:"go"`
+	Dest    string `yaml:"dest"`
+}
+
+// ContainerImage is one OCI image, built from layers in order.
+type ContainerImage struct {
+	Name       string       `yaml:"name"`
+	From       string       `yaml:"from"`
+	Layers     []ImageLayer `yaml:"layers"`
+	Entrypoint []string     `yaml:"entrypoint"`
+	Cmd        []string     `yaml:"cmd"`
+	Env        []string     `yaml:"env"`
+	Ports      []int        `yaml:"ports"`
+	User       string       `yaml:"user"`
+}
+
+// ImageLayer is one layer: exactly one of its sources.
+type ImageLayer struct {
+	// Busybox is the root fs's /bin/busybox with a link per applet.
+	Busybox bool `yaml:"busybox"`
+	// Binary is a program of an artifact, put at To (default /usr/local/bin/NAME).
+	Binary string `yaml:"binary"`
+	// Files is a directory beside the spec, copied to To (default /).
+	Files string `yaml:"files"`
+	To    string `yaml:"to"`
+	// Comment goes into the image's history (what `podman history` shows).
+	Comment string `yaml:"comment"`
+}
+
+// AcceptedAVC is a denial the image accepts, and why.
+type AcceptedAVC struct {
+	Match  string `yaml:"match"`
+	Reason string `yaml:"reason"`
 }
 
 // Size is a byte count written as "8GiB", "512MiB" or a plain integer of bytes.
@@ -223,8 +278,159 @@ func (s *Spec) validate() error {
 			return err
 		}
 	}
+	if err := s.validateArtifacts(); err != nil {
+		return err
+	}
+	if err := s.validateImages(); err != nil {
+		return err
+	}
+	for i, m := range s.PolicyModules {
+		field := fmt.Sprintf("policyModules[%d]", i)
+		if strings.HasSuffix(m, ".te") {
+			if _, err := s.resolve(field, m); err != nil {
+				return err
+			}
+			continue
+		}
+		if !policyNameRe.MatchString(m) {
+			return s.errorf(field, "%q is neither a module name nor a .te file", m)
+		}
+	}
+	if len(s.PolicyModules) > 0 && s.SELinux == "disabled" {
+		return s.errorf("policyModules", "SELinux is disabled, so no module can be loaded")
+	}
+	for i, a := range s.AVC {
+		field := fmt.Sprintf("avc[%d]", i)
+		if strings.TrimSpace(a.Match) == "" {
+			return s.errorf(field+".match", "required (a substring of the denial's audit line)")
+		}
+		if strings.TrimSpace(a.Reason) == "" {
+			return s.errorf(field+".reason", "required: say why this denial is accepted")
+		}
+	}
 	return nil
 }
+
+var policyNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+var recipeVersionRe = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+
+// Recipes are the upstream projects labforge knows how to build.
+var Recipes = []string{"coredns", "etcd", "kubernetes"}
+
+func (s *Spec) validateArtifacts() error {
+	seen := map[string]int{}
+	for i, a := range s.Artifacts {
+		field := fmt.Sprintf("artifacts[%d]", i)
+		if !nameRe.MatchString(a.Name) {
+			return s.errorf(field+".name", "%q must be lower-case letters, digits and dashes", a.Name)
+		}
+		if j, dup := seen[a.Name]; dup {
+			return s.errorf(field+".name", "duplicate artifact %q (also artifacts[%d])", a.Name, j)
+		}
+		seen[a.Name] = i
+		switch {
+		case a.Recipe != "" && a.Go != "":
+			return s.errorf(field, "give recipe or go, not both")
+		case a.Recipe != "":
+			if !slices.Contains(Recipes, a.Recipe) {
+				return s.errorf(field+".recipe", "unknown recipe %q (known: %s)", a.Recipe, strings.Join(Recipes, ", "))
+			}
+			if !recipeVersionRe.MatchString(a.Version) {
+				return s.errorf(field+".version", "must be a release like v1.34.4, got %q", a.Version)
+			}
+		case a.Go != "":
+			if _, err := s.resolve(field+".go", a.Go); err != nil {
+				return err
+			}
+		default:
+			return s.errorf(field, "needs recipe (with version) or go (a main package directory)")
+		}
+		if a.Dest != "" && !strings.HasPrefix(a.Dest, "/") {
+			return s.errorf(field+".dest", "must be an absolute path in the guest, got %q", a.Dest)
+		}
+	}
+	return nil
+}
+
+var imageNameRe = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+func (s *Spec) validateImages() error {
+	seen := map[string]int{}
+	for i, im := range s.ContainerImages {
+		field := fmt.Sprintf("containerImages[%d]", i)
+		if !imageNameRe.MatchString(im.Name) {
+			return s.errorf(field+".name", "%q must be repository:tag (lower-case repository)", im.Name)
+		}
+		if j, dup := seen[im.Name]; dup {
+			return s.errorf(field+".name", "duplicate image %q (also containerImages[%d])", im.Name, j)
+		}
+		if im.From != "" {
+			if _, ok := seen[im.From]; !ok {
+				return s.errorf(field+".from", "%q is not an image listed before this one", im.From)
+			}
+		}
+		seen[im.Name] = i
+		if len(im.Layers) == 0 {
+			return s.errorf(field+".layers", "at least one layer is required")
+		}
+		for k, l := range im.Layers {
+			lf := fmt.Sprintf("%s.layers[%d]", field, k)
+			n := 0
+			for _, set := range []bool{l.Busybox, l.Binary != "", l.Files != ""} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				return s.errorf(lf, "give exactly one of busybox, binary, files")
+			}
+			if l.Binary != "" && !s.hasBinary(l.Binary) {
+				return s.errorf(lf+".binary", "%q is not a program of any artifact", l.Binary)
+			}
+			if l.Files != "" {
+				if _, err := s.resolve(lf+".files", l.Files); err != nil {
+					return err
+				}
+			}
+			if l.To != "" && !strings.HasPrefix(l.To, "/") {
+				return s.errorf(lf+".to", "must be an absolute path in the image, got %q", l.To)
+			}
+		}
+		for k, p := range im.Ports {
+			if p < 1 || p > 65535 {
+				return s.errorf(fmt.Sprintf("%s.ports[%d]", field, k), "must be a TCP port, got %d", p)
+			}
+		}
+	}
+	return nil
+}
+
+// RecipeBinaries lists the programs each recipe makes (for checking
+// references before anything is built).
+var RecipeBinaries = map[string][]string{
+	"kubernetes": {"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"},
+	"etcd":       {"etcd", "etcdctl"},
+	"coredns":    {"coredns"},
+}
+
+func (s *Spec) hasBinary(name string) bool {
+	for _, a := range s.Artifacts {
+		if a.Go != "" && a.Name == name {
+			return true
+		}
+		if slices.Contains(RecipeBinaries[a.Recipe], name) {
+			return true
+		}
+	}
+	return false
+}
+
+// ArtifactDir is the absolute directory of a local (go) artifact.
+func (s *Spec) ArtifactDir(a Artifact) string { return filepath.Join(s.Dir, a.Go) }
+
+// ImageFiles is the absolute path of a files layer.
+func (s *Spec) ImageFiles(l ImageLayer) string { return filepath.Join(s.Dir, l.Files) }
 
 // resolve turns a path from the spec into an absolute one, refusing paths
 // that leave the spec's directory (a spec must not read the user's files).
@@ -269,7 +475,27 @@ func (s *Spec) BaseHash() string {
 		SELinux    string
 		KernelArgs []string
 		Disk       Disk
-	}{s.Name, s.Base, s.Packages, s.SELinux, s.KernelArgs, s.Disk}
+		Artifacts  []Artifact       `json:",omitempty"`
+		Images     []ContainerImage `json:",omitempty"`
+		Files      []string         `json:",omitempty"`
+		Policy     []string         `json:",omitempty"`
+	}{s.Name, s.Base, s.Packages, s.SELinux, s.KernelArgs, s.Disk, s.Artifacts, s.ContainerImages, nil, nil}
+	for _, m := range s.PolicyModules {
+		if strings.HasSuffix(m, ".te") {
+			stem := filepath.Join(s.Dir, strings.TrimSuffix(m, ".te"))
+			m += " " + fileHash(stem+".te") + " " + fileHash(stem+".fc") + " " + fileHash(stem+".if")
+		}
+		view.Policy = append(view.Policy, m)
+	}
+	// Files layers count by content; local artifacts by the bytes built
+	// from them, which the builder adds to its key.
+	for _, im := range s.ContainerImages {
+		for _, l := range im.Layers {
+			if l.Files != "" {
+				view.Files = append(view.Files, l.Files+" "+dirHash(s.ImageFiles(l)))
+			}
+		}
+	}
 	b, _ := json.Marshal(view)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -282,7 +508,11 @@ func (s *Spec) StepHash(i int) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "name %q\nrun %q\n", st.Name, st.Run)
 	for k, f := range s.StepFiles(i) {
-		fmt.Fprintf(h, "file %q %s\n", st.Files[k], fileHash(f))
+		sum := fileHash(f)
+		if st, err := os.Stat(f); err == nil && st.IsDir() {
+			sum = dirHash(f)
+		}
+		fmt.Fprintf(h, "file %q %s\n", st.Files[k], sum)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -297,6 +527,35 @@ func (s *Spec) Hash() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// dirHash sums the names, modes and contents of every file under dir.
+func dirHash(dir string) string {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%q %o", rel, info.Mode())
+		switch {
+		case info.Mode().IsRegular():
+			fmt.Fprintf(h, " %s", fileHash(p))
+		case info.Mode()&os.ModeSymlink != 0:
+			t, _ := os.Readlink(p)
+			fmt.Fprintf(h, " -> %q", t)
+		}
+		h.Write([]byte("\n"))
+		return nil
+	})
+	if err != nil {
+		return "unreadable"
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 func fileHash(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -304,4 +563,13 @@ func fileHash(path string) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// AcceptedDenials are the strings that mark a denial as accepted.
+func (s *Spec) AcceptedDenials() []string {
+	var out []string
+	for _, a := range s.AVC {
+		out = append(out, a.Match)
+	}
+	return out
 }

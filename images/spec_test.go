@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-func TestDefaultSpecLoads(t *testing.T) {
-	s, err := Load("container-internals.yaml")
+func TestShippedSpecsLoad(t *testing.T) {
+	s, err := Load("debian-base.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,8 +18,18 @@ func TestDefaultSpecLoads(t *testing.T) {
 	if s.Disk.Size != 8<<30 || s.VM.Memory != 2<<30 || s.VM.CPUs != 2 {
 		t.Fatalf("sizes: %+v %+v", s.Disk, s.VM)
 	}
-	if filepath.Base(s.VerifyPath()) != "container-internals.verify.yaml" {
+	if filepath.Base(s.VerifyPath()) != "debian-base.verify.yaml" {
 		t.Fatalf("verify path %q", s.VerifyPath())
+	}
+	lab, err := Load("container-internals.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lab.Artifacts) == 0 || len(lab.ContainerImages) < 5 || len(lab.PolicyModules) == 0 {
+		t.Fatalf("lab host lost its parts: %d artifacts, %d images, %d modules", len(lab.Artifacts), len(lab.ContainerImages), len(lab.PolicyModules))
+	}
+	if lab.BaseHash() == s.BaseHash() {
+		t.Fatal("different specs, same base hash")
 	}
 }
 
@@ -43,6 +53,16 @@ func TestBadSpecs(t *testing.T) {
 		{"missing step file", "name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: true\n    files: [nope.sh]\n", `bad.yaml:6: provision[0].files[0]: "nope.sh": no such file`},
 		{"step file outside", "name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: true\n    files: [../../etc/passwd]\n", `provision[0].files[0]: "../../etc/passwd" leaves the spec's directory`},
 		{"missing verify", "name: x\nbase: debian-12\nverify: none.yaml\n", `bad.yaml:3: verify: "none.yaml": no such file`},
+		{"unknown recipe", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: k3s\n    version: v1.0.0\n", `bad.yaml:5: artifacts[0].recipe: unknown recipe "k3s"`},
+		{"bad version", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: kubernetes\n    version: latest\n", `bad.yaml:6: artifacts[0].version: must be a release like v1.34.4`},
+		{"artifact without source", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n", `bad.yaml:4: artifacts[0]: needs recipe`},
+		{"image bad name", "name: x\nbase: debian-12\ncontainerImages:\n  - name: Web\n    layers: [{busybox: true}]\n", `bad.yaml:4: containerImages[0].name: "Web" must be repository:tag`},
+		{"image unknown from", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    from: b:1\n    layers: [{busybox: true}]\n", `bad.yaml:5: containerImages[0].from: "b:1" is not an image listed before`},
+		{"image unknown binary", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{binary: nope}]\n", `containerImages[0].layers[0].binary: "nope" is not a program of any artifact`},
+		{"image two sources", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{busybox: true, files: step.sh}]\n", `containerImages[0].layers[0]: give exactly one of busybox, binary, files`},
+		{"avc without reason", "name: x\nbase: debian-12\navc:\n  - match: comm=\"x\"\n", `bad.yaml:4: avc[0].reason: required`},
+		{"bad policy module", "name: x\nbase: debian-12\npolicyModules: [Bad-Name]\n", `bad.yaml:3: policyModules[0]: "Bad-Name" is neither`},
+		{"missing te", "name: x\nbase: debian-12\npolicyModules: [x.te]\n", `policyModules[0]: "x.te": no such file`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -52,7 +52,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 			}
 			defer conn.Close()
 			accel, _ := virt.ProbeAccel(cmd.Context(), paths.State())
-			c := &class.Class{Name: args[0], Spec: spec.Path, Image: res.Image, Verify: spec.VerifyPath(),
+			c := &class.Class{Name: args[0], Spec: filepath.Join(spec.Dir, filepath.Base(spec.Path)), Image: res.Image, Verify: spec.VerifyPath(),
 				User: spec.User, Memory: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
 			t0 := time.Now()
 			results, err := class.Create(cmd.Context(), conn, c, students, parallel, accel, bootTimeout)
@@ -142,7 +142,7 @@ func newClassVerifyCmd() *cobra.Command {
 			if suitePath == "" {
 				suitePath = c.Verify
 			}
-			suite, err := verify.Load(suitePath)
+			suite, err := loadSuiteFor(suitePath, c.Spec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

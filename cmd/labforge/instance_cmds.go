@@ -163,7 +163,7 @@ non-zero when any check fails, naming the failing checks.`,
 			if suitePath == "" {
 				return fmt.Errorf("instance %s has no verify suite; pass --suite FILE", name)
 			}
-			suite, err := verify.Load(suitePath)
+			suite, err := loadSuiteFor(suitePath, inst.Spec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

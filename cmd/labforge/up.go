@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,7 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
 			return err
 		}
+		addDenialCheck(suite, spec)
 	}
 	res, err := buildImage(ctx, spec, f.build, g.quiet, out)
 	if err != nil {
@@ -81,7 +83,7 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 	err = p.timed("boot to SSH-ready", func() (string, error) {
 		var err error
 		inst, client, err = instance.Up(ctx, conn, instance.UpOptions{
-			Name: f.name, Spec: spec.Path, Image: res.Image, User: spec.User,
+			Name: f.name, Spec: filepath.Join(spec.Dir, filepath.Base(spec.Path)), Image: res.Image, User: spec.User,
 			MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs), Accel: accel,
 			BootTimeout: f.bootTimeout, Verify: spec.VerifyPath(),
 		})
@@ -111,4 +113,32 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 		inst.Name, bootTime.Round(100*time.Millisecond), time.Since(t0).Round(100*time.Millisecond),
 		inst.Name, inst.SSHConfigPath(), inst.Domain, inst.ConsolePath(), inst.Name)
 	return nil
+}
+
+// addDenialCheck ends the suite with the SELinux denial gate: on an
+// enforcing host, any denial the spec does not accept fails verification.
+func addDenialCheck(suite *verify.Suite, spec *images.Spec) {
+	if suite == nil || spec == nil || spec.SELinux == "disabled" {
+		return
+	}
+	suite.Checks = append(suite.Checks, verify.AVCCheck(spec.AcceptedDenials()))
+}
+
+// loadSuiteFor loads a suite to run against hosts of the spec at specPath,
+// with the spec's denial gate added when the spec can still be read.
+func loadSuiteFor(suitePath, specPath string, stderr io.Writer) (*verify.Suite, error) {
+	suite, err := verify.Load(suitePath)
+	if err != nil {
+		return nil, err
+	}
+	if specPath == "" {
+		return suite, nil
+	}
+	spec, err := images.Load(specPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "labforge: warning: no SELinux denial check: %v\n", err)
+		return suite, nil
+	}
+	addDenialCheck(suite, spec)
+	return suite, nil
 }

@@ -5,6 +5,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"github.com/labforge/labforge/builder/gobuild"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,13 @@ func Run(ctx context.Context, cacheDir, stateDir string) []Check {
 		}
 		out = append(out, c)
 	}
+	gc := Check{Name: "go (builds Kubernetes and the guest's programs)"}
+	if p, err := gobuild.GoTool(); err == nil {
+		gc.OK, gc.Detail = true, p
+	} else {
+		gc.Detail, gc.Fix = err.Error(), "scripts/install (installs Go when the machine has none)"
+	}
+	out = append(out, gc)
 	fw := Check{Name: "UEFI firmware"}
 	if f, err := virt.FindFirmware(); err == nil {
 		fw.OK, fw.Detail = true, f.Code

@@ -14,7 +14,13 @@ import (
 // Run runs name with args, copying its combined output to log (if not nil).
 // The error names the command and quotes the last lines it printed.
 func Run(ctx context.Context, log io.Writer, env []string, name string, args ...string) error {
+	return RunIn(ctx, "", log, env, name, args...)
+}
+
+// RunIn is Run with dir as the working directory.
+func RunIn(ctx context.Context, dir string, log io.Writer, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
 	var tail Tail
 	var w io.Writer = &tail
 	if log != nil {

@@ -38,8 +38,23 @@ func (e *Error) Error() string {
 }
 
 // Errorf builds an Error for field, taking its line from lines.
+// A field that was left out is reported at its nearest written parent.
 func (l Lines) Errorf(file, field, format string, args ...any) error {
-	return &Error{File: file, Line: l[field], Field: field, Msg: fmt.Sprintf(format, args...)}
+	return &Error{File: file, Line: l.nearest(field), Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (l Lines) nearest(field string) int {
+	for f := field; f != ""; {
+		if n, ok := l[f]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return 0
 }
 
 // DecodeFile reads path and decodes it into out (a pointer to a struct).

@@ -18,7 +18,7 @@ func TestClass(t *testing.T) {
 	labforge(t, "class", "destroy", name)
 	t.Cleanup(func() { labforge(t, "class", "destroy", name) })
 
-	create := mustLabforge(t, "class", "create", name, "--students", "3", "--parallel", "3")
+	create := mustLabforge(t, "class", "create", name, "--spec", baseSpec, "--students", "3", "--parallel", "3")
 	t.Logf("class create: %s\n%s", create.took.Round(time.Second), create.stdout)
 	if m := regexp.MustCompile(`clones take (.+) in all on top of the (.+) golden image`).FindStringSubmatch(create.stdout); m != nil {
 		t.Logf("FIGURE class of 3: created in %s; clones %s in all over a %s image", create.took.Round(time.Second), m[1], m[2])

@@ -58,6 +58,9 @@ type result struct {
 	took           time.Duration
 }
 
+// baseSpec is the small host most tests boot; the lab host has its own test.
+const baseSpec = "images/debian-base.yaml"
+
 // labforge runs the binary from the repository root.
 func labforge(t *testing.T, args ...string) result {
 	t.Helper()
@@ -121,15 +124,15 @@ func TestLabHost(t *testing.T) {
 	t.Cleanup(func() { labforge(t, "down", name) })
 	tmp := t.TempDir()
 
-	build := mustLabforge(t, "build")
+	build := mustLabforge(t, "build", baseSpec)
 	t.Logf("build (default spec): %s\n%s", build.took.Round(time.Second), build.stdout)
 	// The disk of a spec without steps is never booted, and ships sealed.
-	ex := mustLabforge(t, "image", "export", "-o", tmp)
+	ex := mustLabforge(t, "image", "export", baseSpec, "-o", tmp)
 	t.Logf("export: %s\n%s", ex.took.Round(time.Second), ex.stdout)
-	mustLabforge(t, "image", "verify", filepath.Join(tmp, "container-internals.qcow2"))
+	mustLabforge(t, "image", "verify", filepath.Join(tmp, "debian-base.qcow2"))
 
 	upJUnit := filepath.Join(tmp, "up.xml")
-	up := mustLabforge(t, "up", "--name", name, "--junit", upJUnit)
+	up := mustLabforge(t, "up", baseSpec, "--name", name, "--junit", upJUnit)
 	t.Logf("labforge up: %s\n%s", up.took.Round(time.Second), up.stdout)
 	if m := regexp.MustCompile(`SSH-ready in ([0-9.]+m?[0-9.]*s)`).FindStringSubmatch(up.stdout); m != nil {
 		t.Logf("FIGURE up-to-SSH-ready: %s", m[1])
@@ -259,8 +262,8 @@ func TestInterruptedUp(t *testing.T) {
 	const name = "e2e-int"
 	dom := "labforge-" + name
 	labforge(t, "down", name)
-	mustLabforge(t, "build") // cached by TestLabHost; the boot is what is interrupted
-	cmd := exec.Command(bin, "up", "--name", name, "--no-verify")
+	mustLabforge(t, "build", baseSpec) // cached by TestLabHost; the boot is what is interrupted
+	cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify")
 	cmd.Dir = root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -293,7 +296,7 @@ func TestInterruptedUp(t *testing.T) {
 	}
 
 	t.Run("kill -9 during up, then up again", func(t *testing.T) {
-		cmd := exec.Command(bin, "up", "--name", name, "--no-verify")
+		cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify")
 		cmd.Dir = root
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -302,7 +305,7 @@ func TestInterruptedUp(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		// A second up of the same name while the first holds it is refused.
-		r := labforge(t, "up", "--name", name, "--no-verify")
+		r := labforge(t, "up", baseSpec, "--name", name, "--no-verify")
 		if r.code == 0 || !strings.Contains(r.stderr, "busy") {
 			t.Fatalf("concurrent up of one name: exit %d, %s", r.code, r.stderr)
 		}
@@ -310,7 +313,7 @@ func TestInterruptedUp(t *testing.T) {
 		cmd.Wait()
 		// The killed up left a running domain and a record that never
 		// became ready: the next up cleans both and boots afresh.
-		up := mustLabforge(t, "up", "--name", name, "--no-verify")
+		up := mustLabforge(t, "up", baseSpec, "--name", name, "--no-verify")
 		if !strings.Contains(up.stdout, "is up") {
 			t.Fatalf("up after kill -9:\n%s", up.stdout)
 		}

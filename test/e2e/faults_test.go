@@ -16,9 +16,9 @@ import (
 // clears, and a full disk stops a build with the reason and nothing left.
 func TestBuildFaults(t *testing.T) {
 	needRoot(t)
-	mustLabforge(t, "build") // the root fs and image are cached from here on
+	mustLabforge(t, "build", baseSpec) // the root fs and image are cached from here on
 
-	records, _ := filepath.Glob(filepath.Join(cacheDir(), "images", "container-internals-*.record.json"))
+	records, _ := filepath.Glob(filepath.Join(cacheDir(), "images", "debian-base-*.record.json"))
 	if len(records) == 0 {
 		t.Fatal("no build record of the default image")
 	}
@@ -28,14 +28,14 @@ func TestBuildFaults(t *testing.T) {
 	copyFile(t, strings.TrimSuffix(records[0], ".record.json")+".tree", strings.TrimSuffix(before, ".record.json")+".tree")
 
 	t.Run("kill -9 during build", func(t *testing.T) {
-		cmd := exec.Command(bin, "build", "--force")
+		cmd := exec.Command(bin, "build", baseSpec, "--force")
 		cmd.Dir = root
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			work, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-container-internals-*", "rootfs", "etc"))
+			work, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base-*", "rootfs", "etc"))
 			if len(work) > 0 {
 				break
 			}
@@ -47,12 +47,12 @@ func TestBuildFaults(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		left, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-container-internals-*"))
+		left, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base-*"))
 		if len(left) == 0 {
 			t.Fatal("expected the killed build to leave its work tree")
 		}
-		mustLabforge(t, "build", "--force")
-		left, _ = filepath.Glob(filepath.Join(cacheDir(), ".work-container-internals-*"))
+		mustLabforge(t, "build", baseSpec, "--force")
+		left, _ = filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base-*"))
 		if len(left) != 0 {
 			t.Fatalf("work left after the next build: %v", left)
 		}
@@ -90,7 +90,7 @@ func TestBuildFaults(t *testing.T) {
 		if out, err := exec.Command("cp", "-a", rootfs[0], dst).CombinedOutput(); err != nil {
 			t.Fatalf("seed small cache: %v %s", err, out)
 		}
-		cmd := exec.Command(bin, "build")
+		cmd := exec.Command(bin, "build", baseSpec)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "LABFORGE_CACHE="+small)
 		out, err := cmd.CombinedOutput()

@@ -1,0 +1,6 @@
+#!/bin/sh
+# Writes the node's address for the units that need it (clones differ only
+# in name, but the address comes from the network the host boots on).
+IP=$(ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+[ -n "$IP" ] || IP=10.0.2.15
+echo "NODE_IP=$IP" > /etc/kubernetes/node.env.new && mv /etc/kubernetes/node.env.new /etc/kubernetes/node.env

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// labSpec is the course's lab host, the default spec.
+const labSpec = "images/container-internals.yaml"
+
+// TestContainerInternals builds the lab host (with whatever the cache
+// holds), boots it, and passes its suite: SELinux confining containers,
+// OVS carrying pods, the cluster serving, every course image offline, and
+// no unaccepted SELinux denial. Then the guest's outside network is cut and
+// images are pulled and pods started again from the lab's own registry.
+func TestContainerInternals(t *testing.T) {
+	needRoot(t)
+	const name = "e2e-lab"
+	labforge(t, "down", name)
+	t.Cleanup(func() { labforge(t, "down", name) })
+
+	build := mustLabforge(t, "build", labSpec)
+	t.Logf("FIGURE lab host build (as cached on this machine): %s", build.took.Round(time.Second))
+	t.Logf("build:\n%s", build.stdout)
+	again := mustLabforge(t, "build", labSpec)
+	t.Logf("FIGURE lab host build, everything cached: %s", again.took.Round(100*time.Millisecond))
+
+	junitPath := filepath.Join(t.TempDir(), "lab.xml")
+	up := mustLabforge(t, "up", labSpec, "--name", name, "--junit", junitPath)
+	t.Logf("up:\n%s", up.stdout)
+	if m := regexp.MustCompile(`SSH-ready in ([^,]+), verified in ([^)]+)\)`).FindStringSubmatch(up.stdout); m != nil {
+		t.Logf("FIGURE lab host boot to SSH-ready %s, to verified %s", m[1], m[2])
+	}
+	suites := readJUnit(t, junitPath).Suites
+	if len(suites) != 1 || suites[0].Failures != 0 {
+		t.Fatalf("junit: %+v", suites)
+	}
+	if !strings.Contains(up.stdout, "no unaccepted SELinux denials") {
+		t.Fatal("the suite did not end with the SELinux denial gate")
+	}
+
+	ssh := func(cmd string) string {
+		t.Helper()
+		return mustLabforge(t, "ssh", "-n", name, "--", cmd).stdout
+	}
+	t.Run("node Ready, 3 replicas on OVS ports", func(t *testing.T) {
+		if out := ssh("kubectl get nodes --no-headers"); !strings.Contains(out, " Ready ") {
+			t.Fatalf("kubectl get nodes: %s", out)
+		}
+		out := ssh(`sudo sh -c 'for ip in $(kubectl -n labforge-smoke get pods -l app=web -o jsonpath="{.items[*].status.podIP}"); do id=$(head -n1 /var/lib/cni/networks/pods/$ip); p=$(ovs-vsctl --bare --columns=name find Interface external_ids:cni_container_id=$id); echo "$ip $(ovs-vsctl port-to-br $p)"; done'`)
+		if strings.Count(out, " br-pods") != 3 {
+			t.Fatalf("pods and their bridges:\n%s", out)
+		}
+	})
+
+	t.Run("offline: pull every course image and restart the Deployment", func(t *testing.T) {
+		// Cut the outside: no default route, and nothing leaves the NIC
+		// but replies to the host's SSH forward.
+		ssh(`sudo sh -c 'nic=$(ip -o route show default | awk "{print \$5}"); ip route del default; iptables -I OUTPUT -o $nic -j DROP; iptables -I OUTPUT -o $nic -d 10.0.2.2 -m state --state ESTABLISHED,RELATED -j ACCEPT'`)
+		if r := labforge(t, "ssh", "-n", name, "--", "ip route get 1.1.1.1"); r.code == 0 {
+			t.Fatalf("outside still routable: %s", r.stdout)
+		}
+		out := ssh(`sudo sh -c 'podman rmi -a -f >/dev/null; for n in $(jq -r ".[].name" /usr/share/labforge/oci/images.json); do podman pull -q localhost:5000/$n >/dev/null && echo "pulled $n"; done'`)
+		if strings.Count(out, "pulled ") < 5 {
+			t.Fatalf("podman pulls offline:\n%s", out)
+		}
+		// Drop the web image from the CRI's store so the kubelet must pull it.
+		ssh(`sudo sh -c 'kubectl -n labforge-smoke delete pods -l app=web --wait=true >/dev/null; ctr -n k8s.io images rm localhost:5000/course/web:1.0 >/dev/null || true'`)
+		out = ssh(`sudo sh -c 'kubectl -n labforge-smoke rollout status deploy/web --timeout=300s && kubectl -n labforge-smoke get pods -l app=web --no-headers'`)
+		if strings.Count(out, "Running") != 3 {
+			t.Fatalf("after restart offline:\n%s", out)
+		}
+		out = ssh(`sudo kubectl -n labforge-smoke get events --field-selector reason=Pulled -o jsonpath='{.items[*].message}'`)
+		t.Logf("offline pulls: %s", out)
+	})
+}
+
+// TestSELinuxGate: a build stops when a step causes a denial the spec does
+// not accept, passes once the spec accepts it with a reason, and stops
+// when the build guest is not enforcing.
+func TestSELinuxGate(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	copyDir(t, "testdata", dir)
+	spec := filepath.Join(dir, "avc.yaml")
+	stamp := time.Now().Format("150405.000000000")
+	data, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A unique step makes the step run rather than come from the cache.
+	doc := strings.ReplaceAll(string(data), "STAMP", stamp)
+	if err := os.WriteFile(spec, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := labforge(t, "build", spec)
+	if r.code == 0 {
+		t.Fatalf("a build with a denial succeeded:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, `step "deny"`) || !strings.Contains(r.stderr, "SELinux denial") || !strings.Contains(r.stderr, "avc:  denied") {
+		t.Fatalf("the error does not name the step and the denial:\n%s", r.stderr)
+	}
+	t.Logf("denial error: %s", firstLine(r.stderr))
+
+	accepted := doc + "avc:\n  - match: 'comm=\"runcon\"'\n    reason: the test provokes this denial on purpose\n"
+	if err := os.WriteFile(spec, []byte(accepted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustLabforge(t, "build", spec)
+
+	permissive := filepath.Join(dir, "permissive.yaml")
+	doc = strings.ReplaceAll(string(mustRead(t, permissive)), "STAMP", stamp)
+	if err := os.WriteFile(permissive, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = labforge(t, "build", permissive)
+	if r.code == 0 || !strings.Contains(r.stderr, `the spec asks for enforcing but the build guest runs "Permissive"`) {
+		t.Fatalf("a build in a permissive guest: exit %d\n%s", r.code, r.stderr)
+	}
+	t.Logf("permissive error: %s", firstLine(r.stderr))
+	if left := domains(t); strings.Contains(left, "build-") {
+		t.Fatalf("a failed build left domains: %s", left)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,48 @@
+package verify
+
+import (
+	"strings"
+
+	"github.com/labforge/labforge/internal/runx"
+)
+
+// AuditLog is where auditd writes the kernel's SELinux denials.
+const AuditLog = "/var/log/audit/audit.log"
+
+// DenialsCommand prints every SELinux denial in the audit log except those
+// containing one of accept's strings. A sealed image starts with an empty
+// log, so on a booted host this is every denial since its first boot.
+func DenialsCommand(accept []string) string {
+	cmd := "grep -h -e 'avc:  denied' -e 'type=USER_AVC' " + AuditLog + " 2>/dev/null"
+	if len(accept) > 0 {
+		cmd += " | grep -v -F"
+		for _, a := range accept {
+			cmd += " -e " + runx.Quote(a)
+		}
+	}
+	return cmd + " || true"
+}
+
+// AVCCheck fails when the host logged a denial the image does not accept.
+func AVCCheck(accept []string) Check {
+	zero := 0
+	return Check{
+		Name:    "no unaccepted SELinux denials",
+		Type:    TypeCommand,
+		Command: DenialsCommand(accept),
+		Stdout:  MustRegexp(`\A\s*\z`),
+		Retries: &zero,
+		Hint:    "each line is a denial: fix the policy module, or list it under avc: in the spec with a reason",
+	}
+}
+
+// Denials splits DenialsCommand's output into lines.
+func Denials(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
