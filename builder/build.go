@@ -145,6 +145,12 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	b := &build{opts: opts, spec: spec, times: map[string]string{}}
 	var arts *artifactSet
 	if len(spec.Artifacts) > 0 {
+		// Building programs is CPU work, bootstrapping a root fs mostly
+		// waiting on the network and dpkg: on a cold cache, do both at once.
+		if !baseBuiltBefore(opts.CacheDir, spec) {
+			stop := prefetchRootfs(ctx, opts.CacheDir, newRootfsSpec(base, spec.Packages, opts.AptRoot), opts.Log)
+			defer stop()
+		}
 		if err := b.step("artifacts", func() (string, error) {
 			var note string
 			var err error
@@ -200,6 +206,42 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 		res.Record.Layers[i] = LayerRecord{Step: l.Step, Key: l.Key}
 	}
 	return res, nil
+}
+
+// baseBuiltBefore tells whether some base disk of this spec's name was made
+// from the same spec content (only the programs built for it may differ):
+// then its root fs is not worth bootstrapping ahead.
+func baseBuiltBefore(cacheDir string, spec *images.Spec) bool {
+	recs, _ := filepath.Glob(filepath.Join(cacheDir, "images", spec.Name+"-*.json"))
+	for _, p := range recs {
+		var r Record
+		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &r) == nil && r.SpecHash == spec.BaseHash() {
+			return true
+		}
+	}
+	return false
+}
+
+// prefetchRootfs bootstraps the root fs in the background. The build's own
+// ensureRootfs later waits on the same lock and finds it done; stop cancels
+// a bootstrap still running and waits for it, so none outlives the build.
+func prefetchRootfs(ctx context.Context, cacheDir string, rs rootfsSpec, log io.Writer) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// An error here is met again, and reported, by the build's own call.
+		ensureRootfs(ctx, cacheDir, rs, log) //nolint:errcheck
+	}()
+	return func() {
+		select {
+		case <-done:
+		default:
+			cancel()
+			<-done
+		}
+		cancel()
+	}
 }
 
 type build struct {

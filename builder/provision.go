@@ -189,11 +189,15 @@ func (b *build) checkEnforcing(ctx context.Context, c *sshx.Client) error {
 	if b.spec.SELinux != "enforcing" {
 		return nil
 	}
-	res, err := c.Run(ctx, "getenforce")
+	res, err := c.Run(ctx, "cat /sys/fs/selinux/enforce 2>/dev/null || echo off")
 	if err != nil {
 		return fmt.Errorf("read SELinux mode of the build guest: %w", err)
 	}
-	if mode := strings.TrimSpace(res.Stdout); mode != "Enforcing" {
+	mode := map[string]string{"1": "Enforcing", "0": "Permissive"}[strings.TrimSpace(res.Stdout)]
+	if mode == "" {
+		mode = "Disabled"
+	}
+	if mode != "Enforcing" {
 		return fmt.Errorf("%s: selinux: the spec asks for enforcing but the build guest runs %q; the build stops here", b.spec.Path, mode)
 	}
 	return nil
