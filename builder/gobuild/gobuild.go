@@ -111,16 +111,9 @@ func Build(ctx context.Context, cacheDir string, r Request, log io.Writer) (*Res
 			return nil, fmt.Errorf("%s %s: go build made no %s", r.Recipe, r.Version, t.name)
 		}
 	}
-	bins, err := writeManifest(out)
+	bins, err := publish(out, dir)
 	if err != nil {
 		return nil, err
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(out, dir); err != nil {
-		return nil, err
-	}
-	for i := range bins {
-		bins[i].Path = filepath.Join(dir, bins[i].Name)
 	}
 	return &Result{Name: r.Name, Version: r.Version, Binaries: bins}, nil
 }
@@ -149,16 +142,9 @@ func buildLocal(ctx context.Context, cacheDir string, r Request, log io.Writer) 
 	if err := runGo(ctx, r.Dir, log, args...); err != nil {
 		return nil, fmt.Errorf("%s: build %s: %w", r.Name, r.Dir, err)
 	}
-	bins, err := writeManifest(out)
+	bins, err := publish(out, dir)
 	if err != nil {
 		return nil, err
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(out, dir); err != nil {
-		return nil, err
-	}
-	for i := range bins {
-		bins[i].Path = filepath.Join(dir, bins[i].Name)
 	}
 	return &Result{Name: r.Name, Version: "local", Binaries: bins}, nil
 }
@@ -190,6 +176,22 @@ func buildEnv() []string {
 }
 
 const manifestName = "manifest.json"
+
+// publish writes out's manifest and moves it to dir, replacing what was there.
+func publish(out, dir string) ([]Binary, error) {
+	bins, err := writeManifest(out)
+	if err != nil {
+		return nil, err
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(out, dir); err != nil {
+		return nil, err
+	}
+	for i := range bins {
+		bins[i].Path = filepath.Join(dir, bins[i].Name)
+	}
+	return bins, nil
+}
 
 func writeManifest(dir string) ([]Binary, error) {
 	entries, err := os.ReadDir(dir)
