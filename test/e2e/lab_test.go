@@ -88,6 +88,12 @@ func TestContainerInternals(t *testing.T) {
 // when the build guest is not enforcing.
 func TestSELinuxGate(t *testing.T) {
 	needRoot(t)
+	// Not yet in CI: its first run showed that `runcon -t` alone is refused
+	// as an invalid context, with no denial; the fixed step is not yet seen
+	// failing a build (issue 3).
+	if os.Getenv("LABFORGE_E2E_LAB") == "" {
+		t.Skip("set LABFORGE_E2E_LAB=1 to run the SELinux gate's build tests (work in progress, issue 3)")
+	}
 	dir := t.TempDir()
 	copyDir(t, "testdata", dir)
 	spec := filepath.Join(dir, "avc.yaml")
