@@ -12,7 +12,7 @@ import (
 )
 
 // sealVersion is bumped when the seal script changes.
-const sealVersion = 5
+const sealVersion = 4
 
 // sealStep names the last layer, which removes what the build left.
 const sealStep = "seal"

@@ -6,11 +6,7 @@ set -eu
 build_user="$1"
 rm -f "$0"
 # Nothing may log after the logs are emptied: stop the loggers first.
-# Masked for this boot only (the masks live in /run): a unit that logs
-# during shutdown would otherwise start journald again, and it would write
-# a fresh journal into the image.
-journalctl --relinquish-var 2>/dev/null || true
-systemctl mask --runtime --now systemd-journald.socket systemd-journald-dev-log.socket \
+systemctl stop systemd-journald.socket systemd-journald-dev-log.socket \
   systemd-journald-audit.socket systemd-journald.service 2>/dev/null || true
 # auditd refuses a manual stop through systemd; it ends cleanly on TERM.
 pkill -TERM -x auditd 2>/dev/null && sleep 1 || true
