@@ -16,6 +16,7 @@ import (
 
 	"github.com/labforge/labforge/builder/ociimage"
 	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/runx"
 )
 
@@ -234,13 +235,8 @@ func prefetchRootfs(ctx context.Context, cacheDir string, rs rootfsSpec, log io.
 		ensureRootfs(ctx, cacheDir, rs, log) //nolint:errcheck
 	}()
 	return func() {
-		select {
-		case <-done:
-		default:
-			cancel()
-			<-done
-		}
 		cancel()
+		<-done
 	}
 }
 
@@ -353,7 +349,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 	if err != nil {
 		return nil, err
 	}
-	sum, err := fileSHA256(tmp)
+	sum, err := fsx.SHA256(tmp)
 	if err != nil {
 		return nil, err
 	}

@@ -1,27 +1,12 @@
 package builder
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"syscall"
-)
 
-// fileSHA256 hashes a file's bytes.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+	"github.com/labforge/labforge/internal/fsx"
+)
 
 // ChecksumError is a cached file whose bytes no longer match its record.
 type ChecksumError struct {
@@ -37,7 +22,7 @@ func checkFile(path, want string) error {
 	if want == "" {
 		return fmt.Errorf("cached %s has no recorded sha256; rebuild with `labforge build --force`", path)
 	}
-	got, err := fileSHA256(path)
+	got, err := fsx.SHA256(path)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/runx"
 )
 
@@ -31,7 +32,7 @@ func Export(ctx context.Context, res *Result, name, outDir string) (*Exported, e
 	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-c", "-O", "qcow2", res.Image, tmp); err != nil {
 		return nil, fmt.Errorf("export %s: %w", name, err)
 	}
-	sum, err := fileSHA256(tmp)
+	sum, err := fsx.SHA256(tmp)
 	if err != nil {
 		return nil, err
 	}

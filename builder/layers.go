@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/fsx"
 )
 
 // sealVersion is bumped when the seal script changes.
@@ -72,7 +73,7 @@ func firstMissing(plan []layer) int {
 }
 
 func writeLayerMeta(l layer, parent string, took time.Duration) error {
-	sum, err := fileSHA256(l.Path)
+	sum, err := fsx.SHA256(l.Path)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/aptsrc"
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/runx"
 )
 
@@ -67,7 +68,7 @@ func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Wri
 		return "", false, err
 	}
 	// One bootstrap per key at a time; the holder clears a killed one's tree.
-	unlock, err := flock(dir+".lock", true)
+	unlock, err := fsx.Lock(dir+".lock", true)
 	if err != nil {
 		return "", false, err
 	}

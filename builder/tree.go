@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labforge/labforge/internal/fsx"
 )
 
 // TreeEntry is one path of a root file system as the file-tree digest sees
@@ -58,7 +60,7 @@ func Manifest(root string, labels bool) ([]TreeEntry, error) {
 		}
 		switch {
 		case info.Mode().IsRegular():
-			sum, err := fileSHA256(p)
+			sum, err := fsx.SHA256(p)
 			if err != nil {
 				return err
 			}

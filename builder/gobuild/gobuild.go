@@ -7,8 +7,6 @@ package gobuild
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/runx"
 )
 
@@ -69,10 +67,7 @@ func Build(ctx context.Context, cacheDir string, r Request, log io.Writer) (*Res
 		return nil, fmt.Errorf("%s: %w", r.Name, err)
 	}
 	dir := filepath.Join(cacheDir, "bin", fmt.Sprintf("%s-%s-r%d", r.Recipe, r.Version, revision))
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, err
-	}
-	unlock, err := lock(dir + ".lock")
+	unlock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -125,10 +120,7 @@ func buildLocal(ctx context.Context, cacheDir string, r Request, log io.Writer) 
 		return nil, fmt.Errorf("%s: %s is not a directory", r.Name, r.Dir)
 	}
 	dir := filepath.Join(cacheDir, "bin", "local", r.Name)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, err
-	}
-	unlock, err := lock(dir + ".lock")
+	unlock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +195,7 @@ func writeManifest(dir string) ([]Binary, error) {
 		if e.Name() == manifestName {
 			continue
 		}
-		sum, err := fileSum(filepath.Join(dir, e.Name()))
+		sum, err := fsx.SHA256(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +220,7 @@ func readManifest(dir string) ([]Binary, error) {
 	}
 	for i := range bins {
 		bins[i].Path = filepath.Join(dir, bins[i].Name)
-		sum, err := fileSum(bins[i].Path)
+		sum, err := fsx.SHA256(bins[i].Path)
 		if err != nil || sum != bins[i].SHA256 {
 			return nil, fmt.Errorf("%s: checksum mismatch", bins[i].Path)
 		}
@@ -236,28 +228,14 @@ func readManifest(dir string) ([]Binary, error) {
 	return bins, nil
 }
 
-func fileSum(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// lock serialises builds of one artifact across processes.
-func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
+// lockDir serialises builds into dir across processes (dir.lock beside it).
+func lockDir(dir string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+	unlock, err := fsx.Lock(dir+".lock", true)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }

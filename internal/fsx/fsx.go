@@ -1,0 +1,45 @@
+// Package fsx holds the two file primitives every cache of labforge uses:
+// a content hash and an exclusive lock that dies with its process.
+package fsx
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// SHA256 hashes a file's bytes.
+func SHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Lock takes an exclusive lock on path, waiting for it when wait is true.
+// The lock dies with the process, so a build killed with -9 never leaves
+// one behind; what it leaves on disk is cleaned by the next holder.
+func Lock(path string, wait bool) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_EX
+	if !wait {
+		how |= syscall.LOCK_NB
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
