@@ -13,7 +13,7 @@ import (
 )
 
 // sealVersion is bumped when the seal script changes.
-const sealVersion = 4
+const sealVersion = 5
 
 // sealStep names the last layer, which removes what the build left.
 const sealStep = "seal"
