@@ -14,6 +14,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/labforge/labforge/builder/family"
 	"github.com/labforge/labforge/builder/ociimage"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/fsx"
@@ -125,12 +126,21 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	if !ok {
 		return nil, fmt.Errorf("unknown base %q", spec.Base)
 	}
-	if base.Kind == images.CloudImage {
+	fam, err := family.Lookup(base.Family)
+	if err != nil {
+		return nil, fmt.Errorf("base %s: %w", base.Name, err)
+	}
+	if fam.RootFS == family.CloudImage {
 		path, err := ensureCloudBase(ctx, opts.CacheDir, base, opts.BaseFile)
 		if err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("base %s (%s, verified): provisioning the %s family is not implemented yet; use debian-12", base.Name, path, base.Family)
+		// The plan is made (and the spec checked against the family) even
+		// though nothing can apply it yet.
+		if _, err := makePlan(spec, base, fam, planParams{}); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("base %s (%s, verified): its %s plan is ready, but applying it needs the cloud image's root file system opened, which labforge cannot do yet; use debian-12", base.Name, path, fam.Name)
 	}
 	if opts.AptRoot == "" {
 		opts.AptRoot = "/etc/apt"
@@ -143,13 +153,13 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 		return nil, err
 	}
 	defer unlock()
-	b := &build{opts: opts, spec: spec, times: map[string]string{}}
+	b := &build{opts: opts, spec: spec, fam: fam, times: map[string]string{}}
 	var arts *artifactSet
 	if len(spec.Artifacts) > 0 {
 		// Building programs is CPU work, bootstrapping a root fs mostly
 		// waiting on the network and dpkg: on a cold cache, do both at once.
 		if !baseBuiltBefore(opts.CacheDir, spec) {
-			stop := prefetchRootfs(ctx, opts.CacheDir, newRootfsSpec(base, spec.Packages, opts.AptRoot), opts.Log)
+			stop := prefetchRootfs(ctx, opts.CacheDir, newRootfsSpec(base, fam, spec.Packages, opts.AptRoot), opts.Log)
 			defer stop()
 		}
 		if err := b.step("artifacts", func() (string, error) {
@@ -243,6 +253,7 @@ func prefetchRootfs(ctx context.Context, cacheDir string, rs rootfsSpec, log io.
 type build struct {
 	opts  Options
 	spec  *images.Spec
+	fam   family.Profile
 	times map[string]string
 }
 
@@ -284,7 +295,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 	defer removeTree(filepath.Join(work, "rootfs"))
 	defer os.RemoveAll(work)
 
-	rs := newRootfsSpec(base, b.spec.Packages, b.opts.AptRoot)
+	rs := newRootfsSpec(base, b.fam, b.spec.Packages, b.opts.AptRoot)
 	var cached string
 	err = b.step("root fs", func() (string, error) {
 		dir, hit, err := ensureRootfs(ctx, cache, rs, b.opts.Log)
@@ -319,8 +330,12 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 	}
 	ids := idsFor(b.spec.BaseHash())
 	params := bootParams{Title: "labforge " + b.spec.Name, RootUUID: ids.RootUUID, SELinux: b.spec.SELinux, KernelArgs: kernelArgs(b.spec)}
+	p, err := makePlan(b.spec, base, b.fam, planParams{Boot: params, Mirror: rs.Mirror})
+	if err != nil {
+		return nil, err
+	}
 	if err := b.step("customize", func() (string, error) {
-		return "selinux " + b.spec.SELinux, customize(ctx, root, b.spec, params, b.opts.Log)
+		return "selinux " + b.spec.SELinux, customize(ctx, root, b.spec, p, b.opts.Log)
 	}); err != nil {
 		return nil, err
 	}

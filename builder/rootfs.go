@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labforge/labforge/builder/family"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/aptsrc"
 	"github.com/labforge/labforge/internal/fsx"
@@ -25,18 +26,34 @@ type rootfsSpec struct {
 	Mirror   string
 	Packages []string
 	Version  int // bump when the bootstrap recipe changes
+	// Clean drops the package manager's downloads (the family's command);
+	// not part of the key, as it leaves nothing behind.
+	Clean []string
 }
 
 const rootfsVersion = 1
 
-func newRootfsSpec(base images.Base, extra []string, aptRoot string) rootfsSpec {
-	pkgs := append(append([]string{}, base.Packages...), extra...)
-	// python3-cryptography (cloud-init) needs a virtual package that
-	// debootstrap's resolver does not follow; name its provider.
-	pkgs = append(pkgs, "python3-cffi-backend")
+// newRootfsSpec is the bootstrap of base with its family's boot packages
+// and the spec's packages (in the family's names). An empty aptRoot leaves
+// the mirror to the caller.
+func newRootfsSpec(base images.Base, fam family.Profile, extra []string, aptRoot string) rootfsSpec {
+	pkgs := append(append([]string{}, fam.BootPackages...), fam.Packages(extra)...)
 	sort.Strings(pkgs)
 	pkgs = dedup(pkgs)
-	return rootfsSpec{Suite: base.Suite, Mirror: aptsrc.Mirror(aptRoot, base.Suite), Packages: pkgs, Version: rootfsVersion}
+	r := rootfsSpec{Suite: base.Suite, Packages: pkgs, Version: rootfsVersion, Clean: fam.Clean}
+	if aptRoot != "" {
+		r.Mirror = aptsrc.Mirror(aptRoot, base.Suite)
+	}
+	return r
+}
+
+// debootstrapArgs bootstraps r into dir.
+func (r rootfsSpec) debootstrapArgs(dir string) []string {
+	args := []string{"--variant=minbase", "--components=main", "--include=" + strings.Join(r.Packages, ","), r.Suite, dir}
+	if r.Mirror != "" {
+		args = append(args, r.Mirror)
+	}
+	return args
 }
 
 func (r rootfsSpec) key() string {
@@ -88,15 +105,11 @@ func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Wri
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", false, err
 	}
-	args := []string{"--variant=minbase", "--components=main", "--include=" + strings.Join(r.Packages, ","), r.Suite, tmp}
-	if r.Mirror != "" {
-		args = append(args, r.Mirror)
-	}
-	if err := runx.Run(ctx, log, nil, "debootstrap", args...); err != nil {
+	if err := runx.Run(ctx, log, nil, "debootstrap", r.debootstrapArgs(tmp)...); err != nil {
 		return "", false, fmt.Errorf("bootstrap %s root fs (full log in the build directory): %w", r.Suite, err)
 	}
 	// Nothing downloaded needs to stay in every image.
-	if err := runx.Run(ctx, log, nil, "chroot", tmp, "apt-get", "clean"); err != nil {
+	if err := runx.Run(ctx, log, nil, "chroot", append([]string{tmp}, r.Clean...)...); err != nil {
 		return "", false, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

@@ -16,32 +16,19 @@ const (
 // Base is one entry of the catalogue.
 type Base struct {
 	Name   string
-	Family string // debian or el9: selects the provisioning profile
+	Family string // debian or el9: selects the family profile (builder/family)
 	Kind   BaseKind
 
-	// FromPackages
-	Suite    string   // debootstrap suite
-	Packages []string // what every image of this base needs to boot and be reached
+	// FromPackages (the family's profile names the boot packages)
+	Suite string // debootstrap suite
 
 	// CloudImage
 	URL    string
 	SHA256 string
 }
 
-// bootPackages is what a disk built from packages needs to boot under UEFI,
-// take its cloud-init seed, be reached over SSH and run SELinux.
-var bootPackages = []string{
-	"systemd-sysv", "udev", "dbus", "linux-image-cloud-amd64", "systemd-boot-efi",
-	"systemd-resolved", "openssh-server", "cloud-init", "sudo", "iproute2",
-	"selinux-policy-default", "policycoreutils", "auditd", "ca-certificates",
-	"procps", "less", "kmod",
-	// cloud-init labels what it writes when python3-selinux is there;
-	// checkpolicy and semodule-utils compile labforge's local modules.
-	"python3-selinux", "checkpolicy", "semodule-utils",
-}
-
 var catalogue = map[string]Base{
-	"debian-12": {Name: "debian-12", Family: "debian", Kind: FromPackages, Suite: "bookworm", Packages: bootPackages},
+	"debian-12": {Name: "debian-12", Family: "debian", Kind: FromPackages, Suite: "bookworm"},
 	// Versioned (dated) builds, never a "latest" link, so the sha256 holds.
 	// Rocky moves a minor release to its vault when the next one ships;
 	// --base-file takes a copy fetched from there.

@@ -204,6 +204,13 @@ func (s *Spec) errorf(field, format string, args ...any) error {
 	return s.lines.Errorf(s.Path, field, format, args...)
 }
 
+// FieldError is an error about field (e.g. "policyModules[1]") that names
+// the spec's file and the line the field was written on, for checks made
+// outside the loader (what a base's family can build).
+func (s *Spec) FieldError(field, format string, args ...any) error {
+	return s.errorf(field, format, args...)
+}
+
 func (s *Spec) validate() error {
 	if s.Name == "" {
 		return s.errorf("name", "required")

@@ -30,3 +30,8 @@ func FindFirmware() (Firmware, error) {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// Firmwares lists the UEFI firmware locations labforge knows, in the order
+// it tries them (for configurations that look on another host, such as a
+// box's Vagrantfile).
+func Firmwares() []Firmware { return append([]Firmware(nil), firmwares...) }
