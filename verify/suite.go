@@ -162,6 +162,16 @@ func Parse(name string, data []byte) (*Suite, error) {
 	return &s, nil
 }
 
+// Validate checks a suite that was decoded with yamlx.Decode from file as
+// part of a larger document: one that carries a suite's defaults and checks
+// at its top level (a course exercise), so that its checks get the same
+// validation and the same file:line: field errors as a suite file's.
+func (s *Suite) Validate(file string, lines yamlx.Lines) error { return s.validate(file, lines) }
+
+// ExplainDecodeError rewords yamlx's unknown-field error inside a check the
+// way Parse does; other errors are returned as they are.
+func ExplainDecodeError(err error) error { return explainUnknownKey(err) }
+
 func (s *Suite) validate(file string, lines yamlx.Lines) error {
 	if len(s.Checks) == 0 {
 		return lines.Errorf(file, "checks", "at least one check is required")

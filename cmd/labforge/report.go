@@ -22,25 +22,32 @@ func (r *reportFlags) register(cmd *cobra.Command) {
 }
 
 func (r *reportFlags) write(out io.Writer, rep *verify.Report) error {
-	var err error
-	if r.json {
-		err = verify.WriteJSON(out, rep)
-	} else {
-		err = verify.WriteTable(out, rep)
-	}
-	if err != nil {
+	if err := r.writeOne(out, rep); err != nil {
 		return err
 	}
-	if r.junit != "" {
-		f, err := os.Create(r.junit)
-		if err != nil {
-			return fmt.Errorf("junit: %w", err)
-		}
-		if err := verify.WriteJUnit(f, rep); err != nil {
-			f.Close()
-			return fmt.Errorf("junit %s: %w", r.junit, err)
-		}
-		return f.Close()
+	return r.writeJUnit(rep)
+}
+
+// writeOne prints one report as a table or JSON.
+func (r *reportFlags) writeOne(out io.Writer, rep *verify.Report) error {
+	if r.json {
+		return verify.WriteJSON(out, rep)
 	}
-	return nil
+	return verify.WriteTable(out, rep)
+}
+
+// writeJUnit writes the reports to the --junit file, one suite each.
+func (r *reportFlags) writeJUnit(reps ...*verify.Report) error {
+	if r.junit == "" {
+		return nil
+	}
+	f, err := os.Create(r.junit)
+	if err != nil {
+		return fmt.Errorf("junit: %w", err)
+	}
+	if err := verify.WriteJUnit(f, reps...); err != nil {
+		f.Close()
+		return fmt.Errorf("junit %s: %w", r.junit, err)
+	}
+	return f.Close()
 }

@@ -30,7 +30,8 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 	root.PersistentFlags().BoolVar(&progressJSON, "progress-json", false, "report build and boot steps as JSON lines (for tools driving labforge)")
 	root.AddCommand(
 		newBuildCmd(g), newUpCmd(g), newDownCmd(), newSSHCmd(), newVerifyCmd(),
-		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
+		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
+		newLabCmd(), newCICmd(g),
 	)
 	return root
 }

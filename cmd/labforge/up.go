@@ -52,25 +52,55 @@ Ctrl-C at any point leaves no domain and no files behind.`,
 }
 
 func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g *globalFlags) error {
-	if err := instance.ValidName(f.name); err != nil {
+	up, err := bootAndVerify(ctx, out, spec, f, g)
+	if err != nil {
 		return err
+	}
+	defer up.client.Close()
+	inst, rep := up.inst, up.rep
+	if rep != nil && rep.Err() != nil {
+		fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", inst.Name, rep.Err())
+		fmt.Fprintf(out, "the instance is still up for inspection: labforge ssh -n %s, then labforge down %s\n", inst.Name, inst.Name)
+		return exitError(1)
+	}
+	fmt.Fprintf(out, "\n%s is up (SSH-ready in %s, verified in %s).\n  log in:   labforge ssh -n %s\n  or:       ssh -F %s %s\n  console:  %s\n  stop:     labforge down %s\n",
+		inst.Name, up.bootTime.Round(100*time.Millisecond), time.Since(up.bootStart).Round(100*time.Millisecond),
+		inst.Name, inst.SSHConfigPath(), inst.Domain, inst.ConsolePath(), inst.Name)
+	return nil
+}
+
+// upResult is a booted, verified instance.
+type upResult struct {
+	inst      *instance.Instance
+	client    *sshx.Client
+	rep       *verify.Report // nil with --no-verify
+	bootStart time.Time
+	bootTime  time.Duration
+}
+
+// bootAndVerify is up's work, shared with ci: build (cached), boot, wait
+// for SSH, then run and report the spec's suite. The caller closes the
+// client; a failed suite is not an error.
+func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g *globalFlags) (*upResult, error) {
+	if err := instance.ValidName(f.name); err != nil {
+		return nil, err
 	}
 	var suite *verify.Suite
 	if spec.VerifyPath() != "" && !f.noVerify {
 		var err error
 		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
-			return err
+			return nil, err
 		}
 		addDenialCheck(suite, spec)
 	}
 	res, err := buildImage(ctx, spec, f.build, g.quiet, out)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p := newStepPrinter(out, g.quiet)
 	conn, err := virt.Connect(ctx, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	accel, why := virt.ProbeAccel(ctx, paths.State())
@@ -93,26 +123,20 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 		return fmt.Sprintf("%s, ssh on 127.0.0.1:%d", inst.Domain, inst.SSHPort), nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer client.Close()
 	bootTime := time.Since(t0)
-	if suite != nil {
-		rep := verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
-		rep.Host = inst.Name
-		if err := f.report.write(out, rep); err != nil {
-			return err
-		}
-		if rep.Err() != nil {
-			fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", inst.Name, rep.Err())
-			fmt.Fprintf(out, "the instance is still up for inspection: labforge ssh -n %s, then labforge down %s\n", inst.Name, inst.Name)
-			return exitError(1)
-		}
+	up := &upResult{inst: inst, client: client, bootStart: t0, bootTime: bootTime}
+	if suite == nil {
+		return up, nil
 	}
-	fmt.Fprintf(out, "\n%s is up (SSH-ready in %s, verified in %s).\n  log in:   labforge ssh -n %s\n  or:       ssh -F %s %s\n  console:  %s\n  stop:     labforge down %s\n",
-		inst.Name, bootTime.Round(100*time.Millisecond), time.Since(t0).Round(100*time.Millisecond),
-		inst.Name, inst.SSHConfigPath(), inst.Domain, inst.ConsolePath(), inst.Name)
-	return nil
+	up.rep = verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
+	up.rep.Host = inst.Name
+	if err := f.report.write(out, up.rep); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return up, nil
 }
 
 // addDenialCheck ends the suite with the SELinux denial gate: on an

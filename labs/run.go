@@ -1,0 +1,308 @@
+package labs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/verify"
+)
+
+// Host is the lab host as the course drives it: commands and files as root.
+type Host interface {
+	verify.Runner
+	// Put writes data to the absolute path dst as root, creating its
+	// directory, with mode, owned by owner (a user name; "" for root).
+	Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error
+}
+
+// Where the course's files go on the host.
+const (
+	// GuestCommand is the student's command on the host.
+	GuestCommand = "/usr/local/bin/labs"
+	// GuestBinary is labforge itself, which the student's command runs to
+	// show and check exercises with the same renderer and checks.
+	GuestBinary = "/usr/local/libexec/labforge/labforge"
+	// StatusDir keeps the last check of each exercise, for `labs`.
+	StatusDir = "/var/lib/labforge/labs"
+	// DefaultUser is the student account of the lab host.
+	DefaultUser = "student"
+)
+
+// Env says whom the course is for on the host.
+type Env struct {
+	User string // the student account; DefaultUser if empty
+}
+
+func (v Env) user() string {
+	if v.User == "" {
+		return DefaultUser
+	}
+	return v.User
+}
+
+// Home is the student's home directory on the host.
+func (v Env) Home() string { return "/home/" + v.user() }
+
+// Dir is where the student works on exercise e.
+func (v Env) Dir(e *Exercise) string { return path.Join(v.Home(), "labs", e.ID) }
+
+// Install puts the student's side of the course on the host: the `labs`
+// command, labforge itself (self, when not nil and not already there) and
+// every exercise's instructions under ~/labs/ID/README.md.
+func Install(ctx context.Context, h Host, c *Course, v Env, self []byte) error {
+	guest, err := Guest()
+	if err != nil {
+		return fmt.Errorf("course files: %w", err)
+	}
+	if err := h.Put(ctx, GuestCommand, guest["labs"], 0o755, ""); err != nil {
+		return fmt.Errorf("install %s: %w", GuestCommand, err)
+	}
+	if self != nil {
+		sum := sha256.Sum256(self)
+		// 20 MB over SSH is seconds; skip it when the host has this build.
+		res, err := h.Run(ctx, "sha256sum "+GuestBinary+" 2>/dev/null")
+		if err != nil {
+			return fmt.Errorf("install %s: %w", GuestBinary, err)
+		}
+		if !strings.HasPrefix(res.Stdout, hex.EncodeToString(sum[:])) {
+			if err := h.Put(ctx, GuestBinary, self, 0o755, ""); err != nil {
+				return fmt.Errorf("install %s: %w", GuestBinary, err)
+			}
+		}
+	}
+	var index strings.Builder
+	index.WriteString("# The container internals course\n\nRun `labs` for the list and your progress, `labs show ID` to read an exercise, `labs check ID` to check your work.\n\n")
+	for _, e := range c.Exercises {
+		fmt.Fprintf(&index, "- `%s` (part %d, %s): %s\n", e.ID, e.Part, strings.Join(e.Objectives, ", "), e.Title)
+		if err := h.Put(ctx, path.Join(v.Dir(e), "README.md"), []byte(e.Instructions), 0o644, v.user()); err != nil {
+			return fmt.Errorf("install instructions of %s: %w", e.ID, err)
+		}
+	}
+	if err := h.Put(ctx, path.Join(v.Home(), "labs", "README.md"), []byte(index.String()), 0o644, v.user()); err != nil {
+		return fmt.Errorf("install course index: %w", err)
+	}
+	// Put made the directories as root; the student must own them to work in them.
+	res, err := h.Run(ctx, "chown "+runx.Quote(v.user()+":")+" "+runx.Quote(path.Join(v.Home(), "labs"))+" && "+
+		"for d in "+runx.Quote(path.Join(v.Home(), "labs"))+"/*/; do chown "+runx.Quote(v.user()+":")+" \"$d\"; done")
+	if err != nil {
+		return fmt.Errorf("chown ~/labs: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("chown ~/labs: exit %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	return nil
+}
+
+// ScriptError is a setup, solution or reset script that failed.
+type ScriptError struct {
+	Exercise, Script string
+	ExitCode         int
+	Output           string
+}
+
+func (e *ScriptError) Error() string {
+	return fmt.Sprintf("%s: %s script failed (exit %d): %s", e.Exercise, e.Script, e.ExitCode, lastLines(e.Output, 3))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// prelude is sourced by every script: where the student works, and the
+// helpers the exercises share.
+func (v Env) prelude(e *Exercise) string {
+	return fmt.Sprintf("LAB_ID=%s\nLAB_USER=%s\nLAB_HOME=%s\nLAB_DIR=%s\nexport LAB_ID LAB_USER LAB_HOME LAB_DIR\n%s\n",
+		runx.Quote(e.ID), runx.Quote(v.user()), runx.Quote(v.Home()), runx.Quote(v.Dir(e)), libSh)
+}
+
+var libSh = func() string {
+	b, err := embedded.ReadFile("guest/lib.sh")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return string(b)
+}()
+
+// ScriptCommand is the shell command that runs one of e's scripts as root:
+// bash with -e and -u, the prelude first, stderr merged into stdout so the
+// output reads in order.
+func (v Env) ScriptCommand(e *Exercise, script string) string {
+	return "cd / && exec bash -eu -c " + runx.Quote("exec 2>&1\n"+v.prelude(e)+script)
+}
+
+func (v Env) run(ctx context.Context, h Host, e *Exercise, name, script string) (string, error) {
+	if strings.TrimSpace(script) == "" {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.ScriptTimeout())
+	defer cancel()
+	res, err := h.Run(ctx, v.ScriptCommand(e, script))
+	out := res.Stdout + res.Stderr
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return out, fmt.Errorf("%s: %s script: timed out after %s", e.ID, name, e.ScriptTimeout())
+		}
+		return out, fmt.Errorf("%s: %s script: %w", e.ID, name, err)
+	}
+	if res.ExitCode != 0 {
+		return out, &ScriptError{Exercise: e.ID, Script: name, ExitCode: res.ExitCode, Output: out}
+	}
+	return out, nil
+}
+
+// Start copies e's starter files into the student's directory (keeping any
+// the student already has) and runs its setup. It returns what setup printed.
+func (v Env) Start(ctx context.Context, h Host, e *Exercise) (string, error) {
+	dir := v.Dir(e)
+	if _, err := v.run(ctx, h, e, "prepare", "install -d -o \"$LAB_USER\" -g \"$LAB_USER\" \"$LAB_HOME/labs\" \"$LAB_DIR\""); err != nil {
+		return "", err
+	}
+	if err := h.Put(ctx, path.Join(dir, "README.md"), []byte(e.Instructions), 0o644, v.user()); err != nil {
+		return "", fmt.Errorf("%s: instructions: %w", e.ID, err)
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for n := range e.Files {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	if len(names) > 0 {
+		have, err := v.existing(ctx, h, dir, names)
+		if err != nil {
+			return "", fmt.Errorf("%s: starter files: %w", e.ID, err)
+		}
+		for _, n := range names {
+			if have[n] {
+				continue
+			}
+			mode := os.FileMode(0o644)
+			if strings.HasSuffix(n, ".sh") {
+				mode = 0o755
+			}
+			if err := h.Put(ctx, path.Join(dir, n), e.Files[n], mode, v.user()); err != nil {
+				return "", fmt.Errorf("%s: starter file %s: %w", e.ID, n, err)
+			}
+		}
+		// Put made any subdirectory as root.
+		if _, err := v.run(ctx, h, e, "prepare", "chown -R \"$LAB_USER:$LAB_USER\" \"$LAB_DIR\""); err != nil {
+			return "", err
+		}
+	}
+	return v.run(ctx, h, e, "setup", e.Setup)
+}
+
+// existing reports which of names already exist under dir on the host.
+func (v Env) existing(ctx context.Context, h Host, dir string, names []string) (map[string]bool, error) {
+	var cmd strings.Builder
+	cmd.WriteString("cd " + runx.Quote(dir) + " || exit 0; for f in")
+	for _, n := range names {
+		cmd.WriteString(" " + runx.Quote(n))
+	}
+	cmd.WriteString("; do [ -e \"$f\" ] && printf '%s\\n' \"$f\"; done; true")
+	res, err := h.Run(ctx, cmd.String())
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(res.Stdout, "\n") {
+		if l != "" {
+			have[l] = true
+		}
+	}
+	return have, nil
+}
+
+// Solve runs e's reference solution.
+func (v Env) Solve(ctx context.Context, h Host, e *Exercise) (string, error) {
+	return v.run(ctx, h, e, "solution", e.Solution)
+}
+
+// Attempt runs a wrong attempt (or any script) as e's scripts run.
+func (v Env) Attempt(ctx context.Context, h Host, e *Exercise, name, script string) (string, error) {
+	return v.run(ctx, h, e, name, script)
+}
+
+// Reset undoes e: its reset script, then the student's directory goes
+// (its instructions come back at the next start).
+func (v Env) Reset(ctx context.Context, h Host, e *Exercise) (string, error) {
+	out, err := v.run(ctx, h, e, "reset", e.Reset)
+	if err != nil {
+		return out, err
+	}
+	more, err := v.run(ctx, h, e, "reset", "rm -rf -- \"$LAB_DIR\" "+runx.Quote(path.Join(StatusDir, e.ID)))
+	return out + more, err
+}
+
+// Check runs e's checks (see Exercise.Suite for wait) and records the
+// outcome on the host for the student's `labs` command.
+func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts verify.Options) *verify.Report {
+	rep := verify.Run(ctx, h, e.Suite(wait), opts)
+	status := fmt.Sprintf("%d/%d %s\n", rep.Passed(), len(rep.Results), time.Now().UTC().Format(time.RFC3339))
+	// Losing the record only costs the student the progress column.
+	_, _ = h.Run(ctx, "mkdir -p "+StatusDir+" && printf %s "+runx.Quote(status)+" > "+runx.Quote(path.Join(StatusDir, e.ID)))
+	return rep
+}
+
+// LocalHost runs the course on this machine, as the user labforge runs as
+// (root, through the `labs` command's sudo).
+type LocalHost struct{}
+
+// Run runs cmd with sh.
+func (LocalHost) Run(ctx context.Context, cmd string) (verify.Result, error) {
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	c.WaitDelay = time.Second // background children (setsid -f) may hold the pipes
+	err := c.Run()
+	res := verify.Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case errors.As(err, &exit):
+		res.ExitCode = exit.ExitCode()
+		return res, nil
+	}
+	return res, err
+}
+
+// Put writes dst, making its directory.
+func (LocalHost) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {
+	if err := os.MkdirAll(path.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(dst, mode); err != nil {
+		return err
+	}
+	if owner == "" {
+		return nil
+	}
+	u, err := user.Lookup(owner)
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(dst, uid, gid)
+}
