@@ -162,9 +162,12 @@ func runGo(ctx context.Context, dir string, log io.Writer, args ...string) error
 }
 
 // buildEnv makes static, reproducible Linux binaries. The module proxy and
-// the Go caches are the host's own (GOPROXY, GOMODCACHE, GOCACHE).
+// the Go caches are the host's own (GOPROXY, GOMODCACHE, GOCACHE). No VCS
+// stamp: a local program built from a clean clone and from a work tree
+// with edits elsewhere must have the same bytes, or every commit would
+// miss the image cache.
 func buildEnv() []string {
-	return []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + goarch, "GOFLAGS=-mod=mod -trimpath", "GOWORK=off"}
+	return []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + goarch, "GOFLAGS=-mod=mod -trimpath -buildvcs=false", "GOWORK=off"}
 }
 
 const manifestName = "manifest.json"
