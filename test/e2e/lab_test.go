@@ -51,7 +51,7 @@ func TestContainerInternals(t *testing.T) {
 		if out := ssh("kubectl get nodes --no-headers"); !strings.Contains(out, " Ready ") {
 			t.Fatalf("kubectl get nodes: %s", out)
 		}
-		out := ssh(`sudo sh -c 'for ip in $(kubectl -n labforge-smoke get pods -l app=web -o jsonpath="{.items[*].status.podIP}"); do id=$(head -n1 /var/lib/cni/networks/pods/$ip); p=$(ovs-vsctl --bare --columns=name find Interface external_ids:cni_container_id=$id); echo "$ip $(ovs-vsctl port-to-br $p)"; done'`)
+		out := ssh(`sudo sh -c 'for ip in $(kubectl -n labforge-smoke get pods -l app=web -o jsonpath="{.items[*].status.podIP}"); do id=$(head -n1 /var/lib/cni/networks/pods/$ip | tr -d "\r"); p=$(ovs-vsctl --bare --columns=name find Interface external_ids:cni_container_id=$id); echo "$ip $(ovs-vsctl port-to-br $p)"; done'`)
 		if strings.Count(out, " br-pods") != 3 {
 			t.Fatalf("pods and their bridges:\n%s", out)
 		}
