@@ -64,10 +64,20 @@ const baseSpec = "images/debian-base.yaml"
 // labforge runs the binary from the repository root.
 func labforge(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	return run(t, 60*time.Minute, nil, bin, args...)
+}
+
+// run runs a program from the repository root with env added to the
+// test's own, and fails the test only when it cannot be run at all.
+func run(t *testing.T, timeout time.Duration, env []string, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = root
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	t0 := time.Now()
@@ -76,7 +86,7 @@ func labforge(t *testing.T, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("labforge %v: %v", args, err)
+		t.Fatalf("%s %v: %v", filepath.Base(name), args, err)
 	}
 	return r
 }
