@@ -1,14 +1,12 @@
 package labs
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"path"
 	"slices"
@@ -262,27 +260,8 @@ func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts ver
 }
 
 // LocalHost runs the course on this machine, as the user labforge runs as
-// (root, through the `labs` command's sudo).
-type LocalHost struct{}
-
-// Run runs cmd with sh.
-func (LocalHost) Run(ctx context.Context, cmd string) (verify.Result, error) {
-	c := exec.CommandContext(ctx, "sh", "-c", cmd)
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	c.WaitDelay = time.Second // background children (setsid -f) may hold the pipes
-	err := c.Run()
-	res := verify.Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case errors.As(err, &exit):
-		res.ExitCode = exit.ExitCode()
-		return res, nil
-	}
-	return res, err
-}
+// (root, through the `labs` command's sudo), with sh.
+type LocalHost struct{ verify.Local }
 
 // Put writes dst, making its directory.
 func (LocalHost) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {

@@ -3,33 +3,12 @@ package verify
 import (
 	"bytes"
 	"context"
-	"errors"
-	"os/exec"
 	"testing"
-	"time"
 )
 
 // localRunner runs commands with this machine's bash, so the checks in the
 // tests exercise real tools (stat, ss, sysctl, dpkg-query) and real state.
-type localRunner struct{}
-
-func (localRunner) Run(ctx context.Context, cmd string) (Result, error) {
-	c := exec.CommandContext(ctx, "bash", "-c", cmd)
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	c.WaitDelay = time.Second // don't wait on grandchildren holding the pipes
-	err := c.Run()
-	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case errors.As(err, &exit):
-		res.ExitCode = exit.ExitCode()
-		return res, nil
-	}
-	return res, err
-}
+var localRunner = Local{Shell: "bash"}
 
 // runYAML parses a suite and runs it on this machine.
 func runYAML(t *testing.T, suite string) *Report {
@@ -38,7 +17,7 @@ func runYAML(t *testing.T, suite string) *Report {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	return Run(context.Background(), localRunner{}, s, Options{Host: "localhost"})
+	return Run(context.Background(), localRunner, s, Options{Host: "localhost"})
 }
 
 // runOne runs a suite of one check and returns its result.

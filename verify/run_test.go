@@ -63,7 +63,7 @@ func TestCancel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	rep := Run(ctx, localRunner{}, s, Options{})
+	rep := Run(ctx, localRunner, s, Options{})
 	if len(rep.Results) != 2 || rep.Failed() != 2 {
 		t.Fatalf("results = %+v, want both failed", rep.Results)
 	}
@@ -130,7 +130,7 @@ func TestParallelAndProgress(t *testing.T) {
 	}
 	var seen []string // Progress is never called concurrently
 	start := time.Now()
-	rep := Run(context.Background(), localRunner{}, s, Options{Parallel: 4, Progress: func(r CheckResult) {
+	rep := Run(context.Background(), localRunner, s, Options{Parallel: 4, Progress: func(r CheckResult) {
 		seen = append(seen, r.Name)
 	}})
 	if d := time.Since(start); d > time.Second {
@@ -149,7 +149,7 @@ func TestParallelAndProgress(t *testing.T) {
 func TestInvalidCheckInGo(t *testing.T) {
 	// Suites built in Go skip Parse; a bad check fails instead of running.
 	s := &Suite{Name: "go", Checks: []Check{{Name: "no type"}, {Name: "port", Type: TypePort}}}
-	rep := Run(context.Background(), localRunner{}, s, Options{})
+	rep := Run(context.Background(), localRunner, s, Options{})
 	wantFail(t, rep.Results[0], `invalid check: type: unknown check type "" (known: command, file,`)
 	wantFail(t, rep.Results[1], "invalid check: port: must be between 1 and 65535")
 }
