@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: [\n"))
 	f.Add([]byte("disk: {size: 99999999999999999999GiB}\n"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("name: x\nname: y\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := Parse("fuzz.yaml", data)
 		if err != nil && strings.Contains(err.Error(), "\n") {

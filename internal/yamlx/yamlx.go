@@ -81,7 +81,7 @@ func Decode(file string, data []byte, out any) (Lines, error) {
 		return nil, err
 	}
 	if err := root.Decode(out); err != nil {
-		return nil, &Error{File: file, Line: root.Line, Msg: err.Error()}
+		return nil, decodeError(file, root.Line, err)
 	}
 	return lines, nil
 }
@@ -94,6 +94,38 @@ func syntaxError(file string, err error) error {
 		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
 	}
 	return &Error{File: file, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// decodeError keeps the first of yaml's "unmarshal errors:" list, as
+// file:line: msg, so that every error stays one line.
+func decodeError(file string, line int, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || len(te.Errors) == 0 {
+		return &Error{File: file, Line: line, Msg: strings.ReplaceAll(err.Error(), "\n", " ")}
+	}
+	msg := te.Errors[0]
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+	}
+	if more := len(te.Errors) - 1; more > 0 {
+		msg += fmt.Sprintf(" (and %d more)", more)
+	}
+	return &Error{File: file, Line: line, Msg: msg}
+}
+
+// duplicateKey rejects a mapping that gives one key twice; yaml would
+// report it only after the walk, without the field's path.
+func duplicateKey(file string, n *yaml.Node, path string) error {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if first, ok := seen[k.Value]; ok {
+			return &Error{File: file, Line: k.Line, Field: join(path, k.Value),
+				Msg: fmt.Sprintf("given twice (first at line %d)", first)}
+		}
+		seen[k.Value] = k.Line
+	}
+	return nil
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
@@ -120,6 +152,9 @@ func check(file string, n *yaml.Node, t reflect.Type, path string, lines Lines) 
 		if n.Kind != yaml.MappingNode {
 			return wrongKind(file, n, path, "a mapping")
 		}
+		if err := duplicateKey(file, n, path); err != nil {
+			return err
+		}
 		fields := structFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
@@ -136,6 +171,9 @@ func check(file string, n *yaml.Node, t reflect.Type, path string, lines Lines) 
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return wrongKind(file, n, path, "a mapping")
+		}
+		if err := duplicateKey(file, n, path); err != nil {
+			return err
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]

@@ -31,6 +31,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"steps: x\n", `s.yaml:1: steps: expected a list, got "x"`},
 		{"name: [\n", `s.yaml:1: invalid YAML`},
 		{"", `s.yaml: empty document`},
+		{"name: a\nname: b\n", `s.yaml:2: name: given twice (first at line 1)`},
+		{"env:\n  A: b\n  A: c\n", `s.yaml:3: env.A: given twice (first at line 2)`},
 	}
 	for _, c := range cases {
 		var s spec
