@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/internal/virt"
 )
 
 // vagrantInsecureKey is the public half of Vagrant's well-known insecure
@@ -84,10 +85,11 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (*Box
 		return nil, fmt.Errorf("box %s: %w", o.Name, err)
 	}
 	os.Remove(raw)
-	vsize, err := virtualSize(ctx, img)
+	size, _, err := virt.Qcow2Info(img)
 	if err != nil {
 		return nil, fmt.Errorf("box %s: %w", o.Name, err)
 	}
+	vsize := int64(size)
 	meta, err := json.MarshalIndent(boxMetadata{Provider: "libvirt", Format: "qcow2", VirtualSize: (vsize + 1<<30 - 1) >> 30}, "", "  ")
 	if err != nil {
 		return nil, err
@@ -179,21 +181,6 @@ func debugfs(ctx context.Context, dev string, write bool, cmds ...string) (strin
 		}
 	}
 	return outb.String(), nil
-}
-
-// virtualSize is the disk size the guest sees, from qemu-img info.
-func virtualSize(ctx context.Context, img string) (int64, error) {
-	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", img).Output()
-	if err != nil {
-		return 0, fmt.Errorf("qemu-img info %s: %w", img, err)
-	}
-	var info struct {
-		VirtualSize int64 `json:"virtual-size"`
-	}
-	if err := json.Unmarshal(out, &info); err != nil {
-		return 0, fmt.Errorf("qemu-img info %s: %w", img, err)
-	}
-	return info.VirtualSize, nil
 }
 
 // writeBoxTar writes the box's three files; fixed times and owners, so

@@ -81,7 +81,7 @@ func TestExportBox(t *testing.T) {
 		t.Fatalf("metadata.json: %s", files["metadata.json"])
 	}
 	vf := string(files["Vagrantfile"])
-	for _, want := range []string{"lv.memory = 3072", "lv.cpus = 3", `"/a/OVMF_CODE_4M.fd", "/b/OVMF_CODE.fd"`, "lv.loader = loader", `ENV["LABFORGE_OVMF"]`, `machine_type = "q35"`, "insert_key = true"} {
+	for _, want := range []string{"lv.memory = 3072", "lv.cpus = 3", `"/a/OVMF_CODE_4M.fd", "/b/OVMF_CODE.fd"`, "lv.loader = loader", "lv.nvram = nvram", `ENV["LABFORGE_OVMF"]`, `machine_type = "q35"`, "insert_key = true"} {
 		if !strings.Contains(vf, want) {
 			t.Errorf("Vagrantfile lacks %q:\n%s", want, vf)
 		}

@@ -78,9 +78,10 @@ type LayerRecord struct {
 const recipe = 6
 
 // baseKey names the disk of spec before provisioning: its content, the
-// bytes of the programs built for it, and the recipe.
+// bytes of the programs built for it, the files and modules labforge
+// writes into every tree (so that editing one rebuilds), and the recipe.
 func baseKey(spec *images.Spec, artifacts string) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s\n%s", recipe, spec.BaseHash(), artifacts)))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("recipe %d\n%s\n%s\n%s", recipe, embeddedDigest(), spec.BaseHash(), artifacts)))
 	return fmt.Sprintf("%x", sum[:8])
 }
 
@@ -159,8 +160,8 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 		// Building programs is CPU work, bootstrapping a root fs mostly
 		// waiting on the network and dpkg: on a cold cache, do both at once.
 		if !baseBuiltBefore(opts.CacheDir, spec) {
-			stop := prefetchRootfs(ctx, opts.CacheDir, newRootfsSpec(base, fam, spec.Packages, opts.AptRoot), opts.Log)
-			defer stop()
+			b.prefetch = prefetchRootfs(ctx, opts.CacheDir, newRootfsSpec(base, fam, spec.Packages, opts.AptRoot), opts.Log)
+			defer b.prefetch.stop()
 		}
 		if err := b.step("artifacts", func() (string, error) {
 			var note string
@@ -236,25 +237,38 @@ func baseBuiltBefore(cacheDir string, spec *images.Spec) bool {
 // prefetchRootfs bootstraps the root fs in the background. The build's own
 // ensureRootfs later waits on the same lock and finds it done; stop cancels
 // a bootstrap still running and waits for it, so none outlives the build.
-func prefetchRootfs(ctx context.Context, cacheDir string, rs rootfsSpec, log io.Writer) (stop func()) {
+func prefetchRootfs(ctx context.Context, cacheDir string, rs rootfsSpec, log io.Writer) *prefetch {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	p := &prefetch{done: make(chan struct{}), cancel: cancel}
 	go func() {
-		defer close(done)
+		defer close(p.done)
+		t0 := time.Now()
 		// An error here is met again, and reported, by the build's own call.
-		ensureRootfs(ctx, cacheDir, rs, log) //nolint:errcheck
+		_, hit, err := ensureRootfs(ctx, cacheDir, rs, log)
+		p.built, p.took = err == nil && !hit, time.Since(t0)
 	}()
-	return func() {
-		cancel()
-		<-done
-	}
+	return p
+}
+
+// prefetch is a root fs bootstrap running beside the artifacts step.
+type prefetch struct {
+	done   chan struct{}
+	cancel func()
+	built  bool          // it ran debootstrap (read after done)
+	took   time.Duration // how long that took
+}
+
+func (p *prefetch) stop() {
+	p.cancel()
+	<-p.done
 }
 
 type build struct {
-	opts  Options
-	spec  *images.Spec
-	fam   family.Profile
-	times map[string]string
+	prefetch *prefetch // the root fs bootstrap started beside the artifacts, if any
+	opts     Options
+	spec     *images.Spec
+	fam      family.Profile
+	times    map[string]string
 }
 
 // step runs fn as one named, timed step of the build.
@@ -300,6 +314,12 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 	err = b.step("root fs", func() (string, error) {
 		dir, hit, err := ensureRootfs(ctx, cache, rs, b.opts.Log)
 		cached = dir
+		if hit && b.prefetch != nil {
+			// The bootstrap beside the artifacts made it: say so, not "cached".
+			if <-b.prefetch.done; b.prefetch.built {
+				return fmt.Sprintf("debootstrap %s %s, %s beside the artifacts", rs.Suite, rs.key(), b.prefetch.took.Round(time.Second)), err
+			}
+		}
 		if hit {
 			return "cached " + rs.key(), err
 		}

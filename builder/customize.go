@@ -3,12 +3,15 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/labforge/labforge/images"
@@ -23,6 +26,28 @@ var templates embed.FS
 //
 //go:embed selinux/*.te
 var policyModules embed.FS
+
+// embeddedDigest sums the templates and policy modules built into
+// labforge: part of every base disk's key. Computed on first use, not at
+// start-up, since most commands never make a key.
+var embeddedDigest = sync.OnceValue(func() string {
+	h := sha256.New()
+	for _, fsys := range []embed.FS{templates, policyModules} {
+		err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fsys.ReadFile(p)
+			fmt.Fprintf(h, "%s %d\n", p, len(b))
+			h.Write(b)
+			return err
+		})
+		if err != nil {
+			panic("embedded files: " + err.Error()) // they are compiled in
+		}
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+})
 
 // bootParams are the values the boot files are written from.
 type bootParams struct {

@@ -12,8 +12,14 @@ import (
 	"github.com/labforge/labforge/internal/fsx"
 )
 
-// sealVersion is bumped when the seal script changes.
-const sealVersion = 5
+// sealVersion is bumped when the way the seal runs changes; the script's
+// own bytes are part of the seal layer's key as well.
+const sealVersion = 6
+
+// stepVersion is bumped when the way a step runs changes: version 2 marks
+// every build guest (BuildGuestMarker), so that layers made before it,
+// which lack the mark, are not built upon.
+const stepVersion = 2
 
 // sealStep names the last layer, which removes what the build left.
 const sealStep = "seal"
@@ -43,9 +49,9 @@ func planLayers(cacheDir, baseKey string, spec *images.Spec) []layer {
 		parent = key
 	}
 	for i, st := range spec.Provision {
-		add(st.Name, i, "step "+spec.StepHash(i))
+		add(st.Name, i, fmt.Sprintf("step %d %s", stepVersion, spec.StepHash(i)))
 	}
-	add(sealStep, -1, fmt.Sprintf("seal %d", sealVersion))
+	add(sealStep, -1, fmt.Sprintf("seal %d %x", sealVersion, sha256.Sum256([]byte(sealScript))))
 	return out
 }
 

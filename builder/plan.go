@@ -77,6 +77,7 @@ func makePlan(spec *images.Spec, base images.Base, fam family.Profile, pp planPa
 	files := map[string]string{
 		"/etc/cloud/cloud.cfg.d/90-labforge.cfg": "cloud.cfg",
 		"/etc/selinux/config":                    "selinux.config",
+		"/etc/profile.d/labforge-path.sh":        "path.sh",
 	}
 	fileFamily := map[string][]string{"/etc/selinux/config": {"SELinuxType"}}
 	if fam.RootFS == family.Debootstrap {

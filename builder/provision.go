@@ -30,6 +30,14 @@ const buildUser = "lfbuild"
 // guestDir is where a step's files are copied on the build guest.
 const guestDir = "/tmp/labforge"
 
+// BuildGuestMarker exists on a disk only while it is a build guest: the
+// builder writes it at each build boot and the seal removes it. A unit
+// that must start only on the hosts made from the image (a cluster that
+// takes the host's name, first-boot keys) carries
+// ConditionPathExists=!/etc/labforge/build-guest, so that a later build
+// boot does not start it and bake its state into the image.
+const BuildGuestMarker = "/etc/labforge/build-guest"
+
 // provision boots one build guest on the last complete layer and runs the
 // steps from plan[first] on, freezing each step's result as a layer with a
 // disk-only external snapshot, then seals the last layer.
@@ -81,6 +89,9 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 	defer client.Close()
 	if err := b.checkEnforcing(ctx, client); err != nil {
 		return err
+	}
+	if res, err := client.Run(ctx, "sudo -n install -D -m 0644 /dev/null "+BuildGuestMarker); err != nil || res.ExitCode != 0 {
+		return fmt.Errorf("mark the build guest: exit %d: %s: %v", res.ExitCode, strings.TrimSpace(res.Stderr), err)
 	}
 
 	for i := first; i < len(plan); i++ {
@@ -225,3 +236,7 @@ func (b *build) checkDenials(ctx context.Context, c *sshx.Client, step string) e
 	return fmt.Errorf("%s: step %q: %d SELinux denial(s) not accepted by the spec (fix the policy, or list them under avc: with a reason):\n  %s",
 		b.spec.Path, step, len(lines), strings.Join(shown, "\n  "))
 }
+
+// SealScript is the script that seals a build guest, for tools that must
+// leave an image in the same state (the Packer peer of `bench peers`).
+func SealScript() string { return sealScript }

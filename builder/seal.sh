@@ -5,17 +5,26 @@
 set -eu
 build_user="$1"
 rm -f "$0"
+# cloud-init's last stages may still run after SSH answers (a minute or more
+# under TCG when the steps are quick): sealed meanwhile, it writes its
+# instance state back after the clean below.
+timeout 900 cloud-init status --wait >/dev/null 2>&1 || true
 # Nothing may log after the logs are emptied: stop the loggers first.
 systemctl stop systemd-journald.socket systemd-journald-dev-log.socket \
   systemd-journald-audit.socket systemd-journald.service 2>/dev/null || true
-# auditd refuses a manual stop through systemd; it ends cleanly on TERM.
-pkill -TERM -x auditd 2>/dev/null && sleep 1 || true
+# auditd refuses a manual stop through systemd; it ends cleanly on TERM,
+# writing a last record: wait until it is gone, before the logs are emptied.
+if pkill -TERM -x auditd 2>/dev/null; then
+  for _ in $(seq 60); do pgrep -x auditd >/dev/null || break; sleep 0.5; done
+fi
 cloud-init clean --logs --seed || cloud-init clean --logs
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 rm -f /etc/sudoers.d/90-cloud-init-users
 rm -rf /tmp/labforge
+rm -f /etc/labforge/build-guest
+rmdir /etc/labforge 2>/dev/null || true
 apt-get clean 2>/dev/null || dnf clean all 2>/dev/null || true
 rm -rf /var/lib/apt/lists/* /var/tmp/* 
 find /var/log -type f -exec truncate -s 0 {} +

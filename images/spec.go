@@ -323,7 +323,7 @@ var policyNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 var recipeVersionRe = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 
 // Recipes are the upstream projects labforge knows how to build.
-var Recipes = []string{"coredns", "etcd", "kubernetes"}
+var Recipes = []string{"coredns", "cri-tools", "etcd", "kubernetes"}
 
 func (s *Spec) validateArtifacts() error {
 	seen := map[string]int{}

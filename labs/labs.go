@@ -109,6 +109,9 @@ type WrongAttempt struct {
 	// Fails names the check that must fail; Hint is text its hint contains.
 	Fails string `yaml:"fails"`
 	Hint  string `yaml:"hint"`
+	// Output, when set, is text the failing check must print: proof that
+	// it failed for this mistake, not for a broken host.
+	Output string `yaml:"output"`
 }
 
 // DefaultScriptTimeout bounds a setup, solution or reset script.

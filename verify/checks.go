@@ -48,7 +48,11 @@ func commandProbe(c *Check) probe {
 	return probe{c.Command, func(r Result) (bool, string) {
 		if r.ExitCode != want {
 			msg := fmt.Sprintf("exit status %d, want %d", r.ExitCode, want)
+			// A check that explains itself on stdout (echo why; exit 1)
+			// is shown with its last word when it wrote nothing to stderr.
 			if s := firstLine(r.Stderr); s != "" {
+				msg += ": " + s
+			} else if s := lastLine(r.Stdout); s != "" {
 				msg += ": " + s
 			}
 			return false, msg
@@ -272,6 +276,11 @@ func probeFailed(what string, r Result) string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return truncate(strings.TrimSpace(l), 120)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return truncate(strings.TrimSpace(s[strings.LastIndexByte(s, '\n')+1:]), 120)
 }
 
 // quote shows command output in a message: trimmed, escaped, short.

@@ -15,6 +15,7 @@ func TestCommandCheck(t *testing.T) {
 	wantPass(t, runOne(t, "  - {name: echo, command: 'echo hello; echo world', stdout: '^world$'}\n"))
 	wantPass(t, runOne(t, "  - {name: exit 3, command: 'exit 3', exit: 3}\n"))
 	wantFail(t, runOne(t, "  - {name: exit, command: 'echo oops >&2; exit 2'}\n"), "exit status 2, want 0: oops")
+	wantFail(t, runOne(t, "  - {name: why, command: 'echo looked; echo because; exit 1'}\n"), "exit status 1, want 0: because")
 	wantFail(t, runOne(t, "  - {name: stdout, command: 'echo Permissive', stdout: '^Enforcing$'}\n"),
 		`stdout: want match for "^Enforcing$", got "Permissive"`)
 }
@@ -198,5 +199,7 @@ func TestServiceCommandRuns(t *testing.T) {
 	if _, err := os.Stat("/run/systemd/system"); err == nil {
 		t.Skip("systemd is running here")
 	}
-	wantFail(t, runOne(t, "  - {name: ssh, service: ssh, enabled: true}\n"), "is-active: want active, got unknown; is-enabled")
+	// A unit no machine has: openssh-server may be installed here (the
+	// two-hypervisor class test runs its own sshd) and ssh.service enabled.
+	wantFail(t, runOne(t, "  - {name: absent, service: labforge-no-such-unit, enabled: true}\n"), "is-active: want active, got unknown; is-enabled")
 }

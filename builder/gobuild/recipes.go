@@ -83,6 +83,16 @@ var recipes = map[string]recipe{
 		prepare:   templated("etcd"),
 		ldflags:   func(string) string { return "" },
 	},
+	// crictl, the CRI's own client: students follow a pod from the kubelet
+	// to containerd with it. Not packaged by Debian 12.
+	"cri-tools": {
+		versionRe: semver,
+		targets:   []target{{"crictl", "sigs.k8s.io/cri-tools/cmd/crictl"}},
+		prepare:   templated("cri-tools"),
+		ldflags: func(version string) string {
+			return "-X sigs.k8s.io/cri-tools/pkg/version.Version=" + version
+		},
+	},
 	// CoreDNS with only the plugins a cluster's DNS needs: a fraction of
 	// the upstream build's dependencies.
 	"coredns": {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -20,6 +22,16 @@ func TestBadInputs(t *testing.T) {
 		return p
 	}
 	notAlma := write("not-alma.qcow2", "not a disk image")
+	// A port this test holds, for `up --ssh-port`.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
+	// Should the port check ever move after the build or libvirt, this up
+	// fails on the bad base file or the missing socket instead, at once.
+	noLibvirt := map[string]string{"LABFORGE_LIBVIRT_SOCKET": filepath.Join(dir, "no.sock")}
 	cases := []struct {
 		name string
 		env  map[string]string
@@ -37,6 +49,8 @@ func TestBadInputs(t *testing.T) {
 		{"libvirtd unreachable", map[string]string{"LABFORGE_LIBVIRT_SOCKET": filepath.Join(dir, "no.sock")}, []string{"list"}, "libvirtd not reachable at " + filepath.Join(dir, "no.sock")},
 		{"no such instance", nil, []string{"ssh", "-n", "nope", "--", "true"}, `no instance "nope"`},
 		{"bad instance name", nil, []string{"down", "Bad_Name"}, `invalid instance name "Bad_Name"`},
+		{"SSH port taken", noLibvirt, []string{"up", write("p.yaml", "name: p\nbase: alma-9\n"), "--base-file", notAlma, "-n", "porttest", "--ssh-port", port},
+			"ssh port 127.0.0.1:" + port + " is already in use; pick another --ssh-port or leave it out to get a free one"},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {

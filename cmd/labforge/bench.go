@@ -23,7 +23,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure labforge on this machine and print a table"}
-	cmd.AddCommand(newBenchVerifyCmd())
+	cmd.AddCommand(newBenchVerifyCmd(), newBenchPeersCmd())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "layers SPEC",
 		Short: "Layer cache: cold build vs unchanged rebuild vs rebuild after changing the last step",
@@ -124,26 +124,47 @@ var benchVerifyChecks = []string{
 }
 
 func newBenchVerifyCmd() *cobra.Command {
-	var name string
+	var name, logPath string
 	var n int
 	cmd := &cobra.Command{
-		Use:   "verify [-n NAME] [--checks N]",
+		Use:   "verify [-n NAME] [--checks N] [--log FILE]",
 		Short: "N checks on a running host: labforge verify (one connection) vs one `ssh host cmd` per check",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return benchVerify(cmd.Context(), cmd.OutOrStdout(), name, n)
+			return benchVerify(cmd.Context(), cmd.OutOrStdout(), name, n, logPath)
 		},
 	}
 	cmd.Flags().StringVarP(&name, "name", "n", "default", "instance name")
 	cmd.Flags().IntVar(&n, "checks", 100, "number of checks")
+	cmd.Flags().StringVar(&logPath, "log", "", "where the ssh loop's output goes (default: the instance's directory)")
 	return cmd
 }
 
-func benchVerify(ctx context.Context, out io.Writer, name string, n int) error {
+func benchVerify(ctx context.Context, out io.Writer, name string, n int, logPath string) error {
 	inst, err := instance.Load(name)
 	if err != nil {
 		return err
 	}
+	if logPath == "" {
+		logPath = filepath.Join(inst.Dir(), "bench-ssh-loop.log")
+	}
+	ours, peer, err := measureVerify(ctx, inst, n, logPath)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "labforge bench verify on %s (%s, %s)\n", inst.Name, time.Now().Format("2006-01-02"), hostSummary())
+	fmt.Fprintln(tw, "TOOL\tCHECKS\tTIME\tPER CHECK\tRATIO TO SSH LOOP")
+	fmt.Fprintf(tw, "labforge verify (one connection)\t%d\t%s\t%s\t%.2f\n", n, ours.Round(10*time.Millisecond), (ours / time.Duration(n)).Round(time.Millisecond), ours.Seconds()/peer.Seconds())
+	fmt.Fprintf(tw, "ssh per check (OpenSSH loop)\t%d\t%s\t%s\t1.00\n", n, peer.Round(10*time.Millisecond), (peer / time.Duration(n)).Round(time.Millisecond))
+	fmt.Fprintf(tw, "peer log: %s\n", logPath)
+	return tw.Flush()
+}
+
+// measureVerify times n checks on inst run by labforge verify over one
+// connection, then the same checks as a loop of one ssh per check, whose
+// output goes to logPath.
+func measureVerify(ctx context.Context, inst *instance.Instance, n int, logPath string) (ours, peer time.Duration, err error) {
 	var doc strings.Builder
 	doc.WriteString("name: bench\ndefaults: {timeout: 30s, retries: 0}\nchecks:\n")
 	cmds := make([]string, n)
@@ -153,45 +174,36 @@ func benchVerify(ctx context.Context, out io.Writer, name string, n int) error {
 	}
 	suite, err := verify.Parse("bench.yaml", []byte(doc.String()))
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	client, err := dialInstance(ctx, inst, time.Minute)
+	client, err := inst.Dial(ctx, time.Minute)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer client.Close()
 	t0 := time.Now()
 	rep := verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
-	ours := time.Since(t0)
+	ours = time.Since(t0)
 	if rep.Err() != nil {
-		return fmt.Errorf("labforge run: %w", rep.Err())
+		return 0, 0, fmt.Errorf("labforge run: %w", rep.Err())
 	}
 
 	// The peer: a shell loop of the system ssh client, one connection per
 	// check, as lab hosts are often checked today. Its output is kept.
-	logPath := filepath.Join(inst.Dir(), "bench-ssh-loop.log")
 	var script strings.Builder
 	for _, c := range cmds {
 		fmt.Fprintf(&script, "ssh -F %s %s %s || exit 1\n", inst.SSHConfigPath(), inst.Domain, runx.Quote("sudo -n sh -c "+runx.Quote(c)))
 	}
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer logf.Close()
 	loop := exec.CommandContext(ctx, "bash", "-c", script.String())
 	loop.Stdout, loop.Stderr = logf, logf
 	t0 = time.Now()
 	if err := loop.Run(); err != nil {
-		return fmt.Errorf("ssh loop: %w (log %s)", err, logPath)
+		return 0, 0, fmt.Errorf("ssh loop: %w (log %s)", err, logPath)
 	}
-	peer := time.Since(t0)
-
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "labforge bench verify on %s (%s, %s)\n", inst.Name, time.Now().Format("2006-01-02"), hostSummary())
-	fmt.Fprintln(tw, "TOOL\tCHECKS\tTIME\tPER CHECK\tRATIO TO SSH LOOP")
-	fmt.Fprintf(tw, "labforge verify (one connection)\t%d\t%s\t%s\t%.2f\n", n, ours.Round(10*time.Millisecond), (ours / time.Duration(n)).Round(time.Millisecond), ours.Seconds()/peer.Seconds())
-	fmt.Fprintf(tw, "ssh per check (OpenSSH loop)\t%d\t%s\t%s\t1.00\n", n, peer.Round(10*time.Millisecond), (peer / time.Duration(n)).Round(time.Millisecond))
-	fmt.Fprintf(tw, "peer log: %s\n", logPath)
-	return tw.Flush()
+	return ours, time.Since(t0), nil
 }

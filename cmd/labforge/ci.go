@@ -278,6 +278,8 @@ func ciWrongAttempt(ctx context.Context, h labs.Host, env labs.Env, e *labs.Exer
 		r.Message = fmt.Sprintf("check %q passed: the mistake goes unnoticed", w.Fails)
 	case !strings.Contains(rep.Results[i].Hint, w.Hint):
 		r.Message = fmt.Sprintf("check %q failed, but its hint does not say %q", w.Fails, w.Hint)
+	case w.Output != "" && !strings.Contains(rep.Results[i].Message+"\n"+rep.Results[i].Output, w.Output):
+		r.Message = fmt.Sprintf("check %q failed, but not for this mistake: its output does not say %q", w.Fails, w.Output)
 	default:
 		r.Passed = true
 		r.Message = fmt.Sprintf("check %q fails (%s) with hint: %s", w.Fails, rep.Results[i].Message, rep.Results[i].Hint)

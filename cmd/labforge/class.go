@@ -25,9 +25,10 @@ func newClassCmd(g *globalFlags) *cobra.Command {
 func newClassCreateCmd(g *globalFlags) *cobra.Command {
 	var specPath string
 	var students, parallel int
+	var hosts []string
 	var bootTimeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "create NAME --students N [--spec SPEC]",
+		Use:   "create NAME --students N [--spec SPEC] [--hosts URI,...]",
 		Short: "Build the golden image (cached) and bring up one linked clone per student",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,6 +37,12 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 			}
 			if err := instance.ValidName(args[0]); err != nil {
 				return err
+			}
+			// A mistyped URI fails now, not after the build.
+			for _, h := range hosts {
+				if _, err := virt.ParseURI(h); err != nil {
+					return err
+				}
 			}
 			spec, err := loadSpec([]string{specPath})
 			if err != nil {
@@ -46,37 +53,43 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := virt.Connect(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
+			// KVM is probed here; a remote hypervisor uses it only if it offers it too.
 			accel, _ := virt.ProbeAccel(cmd.Context(), paths.State())
 			c := &class.Class{Name: args[0], Spec: filepath.Join(spec.Dir, filepath.Base(spec.Path)), Image: res.Image, Verify: spec.VerifyPath(),
 				User: spec.User, Memory: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
 			t0 := time.Now()
-			results, err := class.Create(cmd.Context(), conn, c, students, parallel, accel, bootTimeout)
+			results, uploads, err := class.Create(cmd.Context(), c, hosts, students, parallel, accel, bootTimeout)
 			took := time.Since(t0)
-			if results == nil && err != nil {
+			// Interrupted: the class is gone from every hypervisor already.
+			if results == nil && err != nil || cmd.Context().Err() != nil {
 				return err
 			}
+			for _, u := range uploads {
+				if u.Skipped {
+					fmt.Fprintf(out, "golden image %s already on %s\n", u.Volume, virt.Label(u.Host))
+					continue
+				}
+				fmt.Fprintf(out, "golden image %s uploaded to %s in %s (%s)\n", u.Volume, virt.Label(u.Host), u.Took.Round(100*time.Millisecond), humanBytes(u.Bytes))
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "STUDENT\tSTATUS\tSSH\tUP IN\tCLONE DISK")
+			fmt.Fprintln(tw, "STUDENT\tHOST\tSTATUS\tSSH\tUP IN\tCLONE DISK")
 			failed := 0
 			var disk int64
+			used := map[string]bool{}
 			for _, r := range results {
 				if r.Err != nil {
 					failed++
-					fmt.Fprintf(tw, "%s\tFAILED\t-\t%s\t-\n", r.Student, r.Took.Round(time.Second))
+					fmt.Fprintf(tw, "%s\t%s\tFAILED\t-\t%s\t-\n", r.Student, virt.Label(r.Host), r.Took.Round(time.Second))
 					fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", r.Student, r.Err)
 					continue
 				}
 				disk += r.DiskBytes
-				fmt.Fprintf(tw, "%s\tup\t127.0.0.1:%d\t%s\t%s\n", r.Student, r.Instance.SSHPort, r.Took.Round(time.Second), humanBytes(r.DiskBytes))
+				used[r.Host] = true
+				fmt.Fprintf(tw, "%s\t%s\tup\t127.0.0.1:%d\t%s\t%s\n", r.Student, virt.Label(r.Host), r.Instance.SSHPort, r.Took.Round(time.Second), humanBytes(r.DiskBytes))
 			}
 			tw.Flush()
-			fmt.Fprintf(out, "class %s: %d of %d hosts up in %s; clones take %s in all on top of the %s golden image\nroster: %s\n",
-				c.Name, len(results)-failed, len(results), took.Round(time.Second), humanBytes(disk),
+			fmt.Fprintf(out, "class %s: %d of %d hosts up in %s on %d hypervisor(s); clones take %s in all on top of the %s golden image\nroster: %s\n",
+				c.Name, len(results)-failed, len(results), took.Round(time.Second), len(used), humanBytes(disk),
 				humanBytes(res.Record.ImageBytes), filepath.Join(class.Dir(c.Name), "roster.md"))
 			if err != nil {
 				return err
@@ -89,6 +102,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&specPath, "spec", defaultSpec, "image spec of the golden image")
 	cmd.Flags().IntVar(&students, "students", 0, "number of student hosts")
+	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "hypervisors to spread the hosts over, by free memory and CPUs: qemu:///system, qemu+ssh://[user@]host[:port]/system?keyfile=FILE&known_hosts=FILE (default: this machine)")
 	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts brought up at once")
 	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", 15*time.Minute, "how long each guest may take to answer on SSH")
 	return cmd
@@ -97,30 +111,17 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 func newClassStatusCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status NAME",
-		Short: "Each host's state and SSH reachability",
+		Short: "Each host's hypervisor, state and SSH reachability",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conn, err := loadClass(cmd, args[0])
+			c, err := class.Load(args[0])
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "STUDENT\tSTATE\tSSH")
-			for _, s := range c.Students {
-				state, reach := "missing", "-"
-				if inst, err := instance.Load(s); err == nil {
-					state = "stopped"
-					if conn.Running(inst.Domain) {
-						state = "running"
-					}
-					reach = "unreachable"
-					if cl, err := dialInstance(cmd.Context(), inst, 10*time.Second); err == nil {
-						cl.Close()
-						reach = fmt.Sprintf("ok (127.0.0.1:%d)", inst.SSHPort)
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", s, state, reach)
+			fmt.Fprintln(tw, "STUDENT\tHOST\tSTATE\tSSH")
+			for _, st := range class.Status(cmd.Context(), c) {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", st.Student, st.Host, st.State, st.SSH)
 			}
 			return tw.Flush()
 		},
@@ -189,17 +190,16 @@ func newClassResetCmd() *cobra.Command {
 		Short: "Put one student's host back to the golden image (new overlay, new keys)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conn, err := loadClass(cmd, args[0])
+			c, err := class.Load(args[0])
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
 			accel, _ := virt.ProbeAccel(cmd.Context(), paths.State())
-			r, err := class.Reset(cmd.Context(), conn, c, args[1], accel, 15*time.Minute)
+			r, err := class.Reset(cmd.Context(), c, args[1], accel, 15*time.Minute)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image in %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), r.Instance.SSHPort)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
 			return nil
 		},
 	}
@@ -211,30 +211,15 @@ func newClassDestroyCmd() *cobra.Command {
 		Short: "Remove every host of the class, and the class",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, conn, err := loadClass(cmd, args[0])
+			c, err := class.Load(args[0])
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			if err := class.Destroy(conn, c); err != nil {
+			if err := class.Destroy(cmd.Context(), c); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "class %s destroyed (%d hosts)\n", c.Name, len(c.Students))
 			return nil
 		},
 	}
-}
-
-// loadClass reads a class record and connects to libvirt; the caller
-// closes the connection.
-func loadClass(cmd *cobra.Command, name string) (*class.Class, *virt.Conn, error) {
-	c, err := class.Load(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	conn, err := virt.Connect(cmd.Context(), true)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, conn, nil
 }

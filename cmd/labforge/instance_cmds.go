@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labforge/labforge/internal/instance"
-	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/verify"
 )
@@ -98,7 +96,7 @@ func newSSHCmd() *cobra.Command {
 			if len(args) == 0 {
 				return execSSH(inst)
 			}
-			client, err := dialInstance(cmd.Context(), inst, 30*time.Second)
+			client, err := inst.Dial(cmd.Context(), 30*time.Second)
 			if err != nil {
 				return err
 			}
@@ -125,20 +123,6 @@ func execSSH(inst *instance.Instance) error {
 		return fmt.Errorf("an interactive login needs the ssh client (apt-get install openssh-client); `labforge ssh -- CMD` works without it")
 	}
 	return syscall.Exec(ssh, []string{"ssh", "-F", inst.SSHConfigPath(), inst.Domain}, os.Environ())
-}
-
-func dialInstance(ctx context.Context, inst *instance.Instance, timeout time.Duration) (*sshx.Client, error) {
-	cfg, err := inst.SSHConfig()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	c, err := sshx.Dial(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("instance %s: %w", inst.Name, err)
-	}
-	return c, nil
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -168,7 +152,7 @@ non-zero when any check fails, naming the failing checks.`,
 				return err
 			}
 			capTimeouts(suite, maxTimeout)
-			client, err := dialInstance(cmd.Context(), inst, time.Minute)
+			client, err := inst.Dial(cmd.Context(), time.Minute)
 			if err != nil {
 				return err
 			}
@@ -226,19 +210,44 @@ func newListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tSSH\tACCEL\tIMAGE")
-			for _, n := range names {
-				state := "stopped"
-				if conn.Running(instance.DomainPrefix + n) {
-					state = "running"
+			// A class student on another hypervisor is asked there, over
+			// one connection per host.
+			remote := map[string]*virt.Conn{}
+			defer func() {
+				for _, c := range remote {
+					if c != nil {
+						c.Close()
+					}
 				}
-				inst, err := instance.Load(n)
-				if err != nil {
-					fmt.Fprintf(tw, "%s\t%s (stale: no record)\t-\t-\t-\n", n, state)
+			}()
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tSSH\tHOST\tACCEL\tIMAGE")
+			for _, n := range names {
+				inst, lerr := instance.Load(n)
+				on, host := conn, "local"
+				if lerr == nil && inst.Host != "" {
+					host = virt.Label(inst.Host)
+					c, seen := remote[inst.Host]
+					if !seen {
+						if c, err = virt.Open(cmd.Context(), inst.Host); err != nil {
+							fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", host, err)
+						}
+						remote[inst.Host] = c
+					}
+					on = c
+				}
+				state := "unknown"
+				if on != nil {
+					state = "stopped"
+					if on.Running(instance.DomainPrefix + n) {
+						state = "running"
+					}
+				}
+				if lerr != nil {
+					fmt.Fprintf(tw, "%s\t%s (stale: no record)\t-\t%s\t-\t-\n", n, state, host)
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t127.0.0.1:%d\t%s\t%s\n", n, state, inst.SSHPort, inst.Accel, inst.Image)
+				fmt.Fprintf(tw, "%s\t%s\t127.0.0.1:%d\t%s\t%s\t%s\n", n, state, inst.SSHPort, host, inst.Accel, inst.Image)
 			}
 			return tw.Flush()
 		},

@@ -48,7 +48,7 @@ func (t *labTarget) open(ctx context.Context) (h labs.Host, env labs.Env, done f
 	if err != nil {
 		return nil, env, nil, err
 	}
-	client, err := dialInstance(ctx, inst, time.Minute)
+	client, err := inst.Dial(ctx, time.Minute)
 	if err != nil {
 		return nil, env, nil, err
 	}

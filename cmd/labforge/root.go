@@ -7,9 +7,9 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// defaultSpec is the host `up` and `build` use when given none: the base
-// host until the container-internals lab host passes its suite (issue 3).
-const defaultSpec = "images/debian-base.yaml"
+// defaultSpec is the host `up`, `build`, `class create` and `box export`
+// use when given none: the course's lab host.
+const defaultSpec = "images/container-internals.yaml"
 
 type globalFlags struct {
 	quiet bool

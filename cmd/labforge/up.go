@@ -22,6 +22,7 @@ type upFlags struct {
 	name        string
 	bootTimeout time.Duration
 	noVerify    bool
+	sshPort     int // 0: a free one
 	report      reportFlags
 	build       buildFlags
 }
@@ -46,6 +47,7 @@ Ctrl-C at any point leaves no domain and no files behind.`,
 	cmd.Flags().StringVarP(&f.name, "name", "n", "default", "instance name")
 	cmd.Flags().DurationVar(&f.bootTimeout, "boot-timeout", 10*time.Minute, "how long the guest may take to answer on SSH")
 	cmd.Flags().BoolVar(&f.noVerify, "no-verify", false, "skip the verify suite")
+	cmd.Flags().IntVar(&f.sshPort, "ssh-port", 0, "forward this port on 127.0.0.1 to the guest's SSH (default: a free one)")
 	f.report.register(cmd)
 	f.build.register(cmd)
 	return cmd
@@ -85,6 +87,9 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	if err := instance.ValidName(f.name); err != nil {
 		return nil, err
 	}
+	if err := checkSSHPort(f.name, f.sshPort); err != nil {
+		return nil, err
+	}
 	var suite *verify.Suite
 	if spec.VerifyPath() != "" && !f.noVerify {
 		var err error
@@ -115,7 +120,7 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 		inst, client, err = instance.Up(ctx, conn, instance.UpOptions{
 			Name: f.name, Spec: filepath.Join(spec.Dir, filepath.Base(spec.Path)), Image: res.Image, User: spec.User,
 			MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs), Accel: accel,
-			BootTimeout: f.bootTimeout, Verify: spec.VerifyPath(),
+			BootTimeout: f.bootTimeout, Verify: spec.VerifyPath(), SSHPort: f.sshPort,
 		})
 		if err != nil {
 			return "", err
@@ -137,6 +142,23 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 		return nil, err
 	}
 	return up, nil
+}
+
+// checkSSHPort fails before any build when the port asked for is taken.
+// A port held by this instance's own leftover (a killed up) is not: Up
+// removes that domain first, or says the instance is still up.
+func checkSSHPort(name string, port int) error {
+	if port == 0 {
+		return nil
+	}
+	err := instance.CheckSSHPort(port)
+	if err == nil {
+		return nil
+	}
+	if inst, lerr := instance.Load(name); lerr == nil && inst.SSHPort == port {
+		return nil
+	}
+	return err
 }
 
 // addDenialCheck ends the suite with the SELinux denial gate: on an

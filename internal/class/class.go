@@ -1,19 +1,24 @@
 // Package class stamps out a classroom: one linked clone (a qcow2 overlay
 // on the golden image) per student, each with its own name, keys and host
-// key, brought up and checked in parallel with a bounded pool.
+// key, spread over one or more hypervisors, brought up and checked in
+// parallel with a bounded pool.
 package class
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/virt"
 )
 
@@ -28,6 +33,12 @@ type Class struct {
 	CPUs     uint      `json:"cpus"`
 	Students []string  `json:"students"` // instance names, one per student
 	Created  time.Time `json:"created"`
+	// Hosts maps each student to its hypervisor's URI, for a class made
+	// with --hosts; a student not in it runs on this machine.
+	Hosts map[string]string `json:"hosts,omitempty"`
+	// Golden is the golden image's volume on remote hypervisors, named by
+	// the image's sha256.
+	Golden string `json:"golden,omitempty"`
 }
 
 // Dir is where the class keeps its record and rosters.
@@ -73,76 +84,285 @@ func (c *Class) save() error {
 // HostResult is what happened to one student's host.
 type HostResult struct {
 	Student   string
+	Host      string // the hypervisor's URI
 	Instance  *instance.Instance
 	Err       error
 	Took      time.Duration
-	DiskBytes int64 // space the clone's overlay takes on the host
+	DiskBytes int64 // space the clone's overlay takes on its hypervisor
 }
 
-// Create brings up n linked clones of c.Image, at most parallel at a time.
-// One host's failure is reported and does not stop the others.
-func Create(ctx context.Context, conn *virt.Conn, c *Class, n, parallel int, accel virt.Accel, bootTimeout time.Duration) ([]HostResult, error) {
+// Upload is the golden image's trip to one remote hypervisor.
+type Upload struct {
+	Host    string // the hypervisor's URI
+	Volume  string
+	Bytes   int64
+	Took    time.Duration
+	Skipped bool // the volume was there already
+}
+
+// HostOf is the URI of the hypervisor that runs student s.
+func (c *Class) HostOf(s string) string {
+	if h := c.Hosts[s]; h != "" {
+		return h
+	}
+	return virt.LocalURI
+}
+
+// Create brings up n linked clones of c.Image spread over the hypervisors
+// hosts (default: this machine), at most parallel at a time. The golden
+// image goes to each remote hypervisor once. One host's failure is
+// reported and does not stop the others; Ctrl-C removes the whole class.
+func Create(ctx context.Context, c *Class, hosts []string, n, parallel int, accel virt.Accel, bootTimeout time.Duration) ([]HostResult, []Upload, error) {
 	if err := instance.ValidName(c.Name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := os.Stat(filepath.Join(Dir(c.Name), "class.json")); err == nil {
-		return nil, fmt.Errorf("class %q exists; destroy it first", c.Name)
+		return nil, nil, fmt.Errorf("class %q exists; destroy it first", c.Name)
 	}
-	c.Students = nil
-	for i := 1; i <= n; i++ {
-		c.Students = append(c.Students, StudentName(c.Name, i))
+	var uniq []string // a host named twice is one host
+	for _, h := range hosts {
+		if !contains(uniq, h) {
+			uniq = append(uniq, h)
+		}
+	}
+	if hosts = uniq; len(hosts) == 0 {
+		hosts = []string{virt.LocalURI}
+	}
+	var cs conns
+	defer cs.close()
+	// Every hypervisor answers, and says what it has free, before
+	// anything is made.
+	caps := make([]Capacity, len(hosts))
+	var remotes []*virt.Conn
+	for i, h := range hosts {
+		conn, err := cs.get(ctx, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if caps[i], err = capacityOf(conn); err != nil {
+			return nil, nil, err
+		}
+		if conn.Remote() {
+			remotes = append(remotes, conn)
+		}
+	}
+	c.Students, c.Hosts = nil, nil
+	for i, h := range Place(caps, n, uint64(c.Memory)<<20, int(c.CPUs)) {
+		s := StudentName(c.Name, i+1)
+		c.Students = append(c.Students, s)
+		if len(hosts) > 1 || hosts[0] != virt.LocalURI {
+			if c.Hosts == nil {
+				c.Hosts = map[string]string{}
+			}
+			c.Hosts[s] = hosts[h]
+		}
+	}
+	if len(remotes) > 0 {
+		sum, err := fsx.SHA256(c.Image)
+		if err != nil {
+			return nil, nil, fmt.Errorf("golden image: %w", err)
+		}
+		c.Golden = "golden-" + sum + ".qcow2"
 	}
 	c.Created = time.Now().UTC()
 	// The record goes first, so destroy finds every host of a half-made class.
 	if err := c.save(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var goldens perHost[Upload]
 	results := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) HostResult {
-		return c.up(ctx, conn, s, accel, bootTimeout)
+		return c.up(ctx, &cs, &goldens, s, accel, bootTimeout)
 	})
-	return results, writeRosters(c, results)
+	if ctx.Err() != nil {
+		return results, nil, errors.Join(ctx.Err(), destroy(context.WithoutCancel(ctx), c, &cs))
+	}
+	var uploads []Upload
+	for _, u := range goldens.results() {
+		uploads = append(uploads, u)
+	}
+	sort.Slice(uploads, func(i, j int) bool { return uploads[i].Host < uploads[j].Host })
+	// A golden that no student of this class got to use goes again (a
+	// reset uploads it anew), and so does an empty pool.
+	var errs []error
+	for _, conn := range remotes {
+		errs = append(errs, dropGolden(conn, c.Golden))
+	}
+	return results, uploads, errors.Join(append(errs, writeRosters(c, results))...)
 }
 
-func (c *Class) up(ctx context.Context, conn *virt.Conn, s string, accel virt.Accel, bootTimeout time.Duration) HostResult {
+// capacityOf is what a hypervisor's libvirtd reports free.
+func capacityOf(conn *virt.Conn) (Capacity, error) {
+	free, err := conn.NodeGetFreeMemory()
+	if err != nil {
+		return Capacity{}, fmt.Errorf("free memory of %s: %w", conn.Target().Label(), err)
+	}
+	_, _, cpus, _, _, _, _, _, err := conn.NodeGetInfo()
+	if err != nil {
+		return Capacity{}, fmt.Errorf("CPUs of %s: %w", conn.Target().Label(), err)
+	}
+	return Capacity{URI: conn.URI, FreeMem: free, CPUs: int(cpus)}, nil
+}
+
+func (c *Class) up(ctx context.Context, cs *conns, goldens *perHost[Upload], s string, accel virt.Accel, bootTimeout time.Duration) HostResult {
 	t0 := time.Now()
-	inst, client, err := instance.Up(ctx, conn, instance.UpOptions{
+	r := HostResult{Student: s, Host: c.HostOf(s)}
+	conn, err := cs.get(ctx, r.Host)
+	o := instance.UpOptions{
 		Name: s, Spec: c.Spec, Image: c.Image, User: c.User, MemoryMiB: c.Memory, CPUs: c.CPUs,
 		Accel: accel, BootTimeout: bootTimeout, Verify: c.Verify,
-	})
-	r := HostResult{Student: s, Instance: inst, Err: err, Took: time.Since(t0)}
+	}
+	if err == nil && conn.Remote() {
+		if accel == virt.KVM && !conn.OffersKVM() {
+			o.Accel = virt.TCG
+		}
+		o.Golden = c.Golden
+		_, err = goldens.do(r.Host, func() (Upload, error) { return uploadGolden(ctx, conn, c.Image, c.Golden) })
+	}
+	if err != nil {
+		r.Err, r.Took = err, time.Since(t0)
+		return r
+	}
+	inst, client, err := instance.Up(ctx, conn, o)
+	r.Instance, r.Err, r.Took = inst, err, time.Since(t0)
 	if err == nil {
 		client.Close()
-		r.DiskBytes = allocated(filepath.Join(inst.Dir(), "disk.qcow2"))
+		r.DiskBytes = inst.DiskBytes(conn)
 	}
 	return r
 }
 
+// uploadGolden puts the class image on a remote hypervisor as the volume
+// name (named by the image's sha256), unless a volume of its full size is
+// there already. An image that is a layer over others is flattened first:
+// the hypervisor needs the whole disk.
+func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upload, error) {
+	t0 := time.Now()
+	u := Upload{Host: conn.URI, Volume: name}
+	capacity, backed, err := virt.Qcow2Info(image)
+	if err != nil {
+		return u, err
+	}
+	src := image
+	if backed {
+		tmp, err := os.MkdirTemp(paths.Cache(), "upload-")
+		if err != nil {
+			return u, err
+		}
+		defer os.RemoveAll(tmp)
+		src = filepath.Join(tmp, "golden.qcow2")
+		if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-O", "qcow2", image, src); err != nil {
+			return u, fmt.Errorf("flatten %s: %w", image, err)
+		}
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return u, err
+	}
+	u.Bytes = st.Size()
+	v, err := conn.Volume(name)
+	if err != nil {
+		return u, err
+	}
+	if v != nil && v.Physical == uint64(st.Size()) {
+		u.Skipped, u.Took = true, time.Since(t0)
+		return u, nil
+	}
+	// A shorter one is what an upload cut short left.
+	if err := conn.DeleteVolume(name); err != nil {
+		return u, err
+	}
+	if _, err := conn.UploadFile(ctx, name, "qcow2", capacity, src); err != nil {
+		return u, fmt.Errorf("golden image to %s: %w", conn.Target().Label(), err)
+	}
+	u.Took = time.Since(t0)
+	return u, nil
+}
+
+// dropGolden deletes the golden volume once no overlay on that hypervisor
+// is backed by it (another class's may be), and labforge's pool once it
+// holds nothing.
+func dropGolden(conn *virt.Conn, name string) error {
+	vols, err := conn.Volumes()
+	if err != nil {
+		return err
+	}
+	for _, g := range vols {
+		if g.Name != name {
+			continue
+		}
+		for _, v := range vols {
+			if v.Backing == g.Path {
+				return nil
+			}
+		}
+		if err := conn.DeleteVolume(name); err != nil {
+			return err
+		}
+	}
+	return conn.RemovePoolIfEmpty()
+}
+
 // Reset puts one student's host back to the golden image: a new overlay,
-// new keys, a fresh boot.
-func Reset(ctx context.Context, conn *virt.Conn, c *Class, student string, accel virt.Accel, bootTimeout time.Duration) (HostResult, error) {
+// new keys, a fresh boot, on the same hypervisor.
+func Reset(ctx context.Context, c *Class, student string, accel virt.Accel, bootTimeout time.Duration) (HostResult, error) {
 	if !contains(c.Students, student) {
 		return HostResult{}, fmt.Errorf("class %s has no student host %q (have %v)", c.Name, student, c.Students)
 	}
-	if err := instance.Down(conn, student); err != nil {
+	var cs conns
+	defer cs.close()
+	conn, err := cs.get(ctx, c.HostOf(student))
+	if err != nil {
 		return HostResult{}, err
 	}
-	r := c.up(ctx, conn, student, accel, bootTimeout)
+	// A host that failed to come up has nothing to take down.
+	if err := instance.Down(conn, student); err != nil && !isNoInstance(err) {
+		return HostResult{}, err
+	}
+	r := c.up(ctx, &cs, &perHost[Upload]{}, student, accel, bootTimeout)
 	if r.Err != nil {
 		return r, r.Err
 	}
 	return r, refreshRosters(c)
 }
 
-// Destroy removes every host of the class and its record.
-func Destroy(conn *virt.Conn, c *Class) error {
-	var errs []error
+// Destroy removes every host of the class on every hypervisor, the golden
+// volumes no other class uses, and the class's record.
+func Destroy(ctx context.Context, c *Class) error {
+	var cs conns
+	defer cs.close()
+	return destroy(ctx, c, &cs)
+}
+
+func destroy(ctx context.Context, c *Class, cs *conns) error {
+	byHost := map[string][]string{}
+	var hosts []string
 	for _, s := range c.Students {
-		if err := instance.Down(conn, s); err != nil && !isNoInstance(err) {
-			errs = append(errs, fmt.Errorf("%s: %w", s, err))
+		h := c.HostOf(s)
+		if byHost[h] == nil {
+			hosts = append(hosts, h)
 		}
+		byHost[h] = append(byHost[h], s)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("destroy %s: %v", c.Name, errs)
+	// Hypervisors in parallel: one that does not answer keeps none of the
+	// others' guests alive.
+	errs := forEach(ctx, hosts, len(hosts), func(ctx context.Context, h string) error {
+		conn, err := cs.get(ctx, h)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, s := range byHost[h] {
+			if err := instance.Down(conn, s); err != nil && !isNoInstance(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", s, err))
+			}
+		}
+		if conn.Remote() && len(errs) == 0 {
+			errs = append(errs, dropGolden(conn, c.Golden))
+		}
+		return errors.Join(errs...)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy %s: %w", c.Name, err)
 	}
 	return os.RemoveAll(Dir(c.Name))
 }

@@ -21,14 +21,14 @@ type Entry struct {
 	Status  string `json:"status"`
 }
 
-func entryFor(s string, inst *instance.Instance, err error) Entry {
-	e := Entry{Student: s, Host: "qemu:///system", Status: "up"}
+func entryFor(c *Class, s string, inst *instance.Instance, err error) Entry {
+	e := Entry{Student: s, Host: c.HostOf(s), Status: "up"}
 	if err != nil {
 		e.Status = "failed: " + strings.SplitN(err.Error(), "\n", 2)[0]
 		return e
 	}
-	e.SSHPort = inst.SSHPort
-	e.SSH = fmt.Sprintf("ssh -F %s %s", inst.SSHConfigPath(), inst.Domain)
+	e.SSHPort = inst.SSHPort // on the hypervisor's loopback
+	e.SSH = inst.SSHCommand()
 	e.KeyFile = inst.KeyPath()
 	return e
 }
@@ -36,7 +36,7 @@ func entryFor(s string, inst *instance.Instance, err error) Entry {
 func writeRosters(c *Class, results []HostResult) error {
 	var entries []Entry
 	for _, r := range results {
-		entries = append(entries, entryFor(r.Student, r.Instance, r.Err))
+		entries = append(entries, entryFor(c, r.Student, r.Instance, r.Err))
 	}
 	return saveRosters(c, entries)
 }
@@ -46,7 +46,7 @@ func refreshRosters(c *Class) error {
 	var entries []Entry
 	for _, s := range c.Students {
 		inst, err := instance.Load(s)
-		entries = append(entries, entryFor(s, inst, err))
+		entries = append(entries, entryFor(c, s, inst, err))
 	}
 	return saveRosters(c, entries)
 }

@@ -1,5 +1,6 @@
-// Package fsx holds the two file primitives every cache of labforge uses:
-// a content hash and an exclusive lock that dies with its process.
+// Package fsx holds the file primitives labforge's caches use: a content
+// hash, an exclusive lock that dies with its process, and a sparse file's
+// real size.
 package fsx
 
 import (
@@ -42,4 +43,13 @@ func Lock(path string, wait bool) (func(), error) {
 		return nil, err
 	}
 	return func() { f.Close() }, nil
+}
+
+// Allocated is the space a (sparse) file really takes on the host, or -1.
+func Allocated(path string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return -1
+	}
+	return st.Blocks * 512
 }

@@ -4,8 +4,10 @@
 package instance
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/sshx"
+	"github.com/labforge/labforge/internal/virt"
 )
 
 // DomainPrefix marks every libvirt domain labforge owns.
@@ -33,6 +36,10 @@ type Instance struct {
 	Created  time.Time `json:"created"`
 	VerifyOn string    `json:"verify,omitempty"` // the spec's verify suite
 	Ready    bool      `json:"ready"`            // SSH answered; false while booting
+	// Host is the URI of the hypervisor the guest runs on when it is not
+	// this machine: its disks are volumes there and its SSH forward is on
+	// that host's loopback, reached through SSH to it.
+	Host string `json:"host,omitempty"`
 
 	dir string
 }
@@ -105,7 +112,49 @@ func (i *Instance) SSHConfig() (sshx.Config, error) {
 	if err != nil {
 		return sshx.Config{}, fmt.Errorf("instance %s: pinned host key: %w", i.Name, err)
 	}
-	return sshx.Config{Addr: fmt.Sprintf("127.0.0.1:%d", i.SSHPort), User: i.User, Signer: signer, HostKey: hk}, nil
+	jump, err := i.jump()
+	if err != nil {
+		return sshx.Config{}, err
+	}
+	return sshx.Config{Addr: fmt.Sprintf("127.0.0.1:%d", i.SSHPort), User: i.User, Signer: signer, HostKey: hk, Jump: jump}, nil
+}
+
+// Dial logs in to the running guest, giving up after timeout. The guest
+// is up: a refused key stays refused, without retries.
+func (i *Instance) Dial(ctx context.Context, timeout time.Duration) (*sshx.Client, error) {
+	cfg, err := i.SSHConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.AuthFinal = true
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := sshx.Dial(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", i.Name, err)
+	}
+	return c, nil
+}
+
+// jump is the hypervisor the guest is reached through; nil for this machine.
+func (i *Instance) jump() (*sshx.Hop, error) {
+	if i.Host == "" {
+		return nil, nil
+	}
+	t, err := virt.ParseURI(i.Host)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", i.Name, err)
+	}
+	return t.Hop, nil
+}
+
+// SSHCommand is the system ssh command that logs in: through the
+// hypervisor with -J when the guest runs on another machine.
+func (i *Instance) SSHCommand() string {
+	if j, _ := i.jump(); j != nil {
+		return fmt.Sprintf("ssh -F %s -J %s %s", i.SSHConfigPath(), j, i.Domain)
+	}
+	return fmt.Sprintf("ssh -F %s %s", i.SSHConfigPath(), i.Domain)
 }
 
 // writeSSHFiles writes known_hosts and ssh_config so the system ssh client
@@ -119,7 +168,7 @@ func (i *Instance) writeSSHFiles() error {
 	if err := os.WriteFile(filepath.Join(i.dir, "known_hosts"), []byte(known), 0o644); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(`# Written by labforge: ssh -F %s %s
+	cfg := fmt.Sprintf(`# Written by labforge: %s
 Host %s
   HostName 127.0.0.1
   Port %d
@@ -130,7 +179,19 @@ Host %s
   StrictHostKeyChecking yes
   HostKeyAlgorithms ssh-ed25519
   LogLevel ERROR
-`, i.SSHConfigPath(), i.Domain, i.Domain, i.SSHPort, i.User, i.KeyPath(), filepath.Join(i.dir, "known_hosts"))
+`, i.SSHCommand(), i.Domain, i.SSHPort, i.User, i.KeyPath(), filepath.Join(i.dir, "known_hosts"))
+	if j, _ := i.jump(); j != nil {
+		// The forward is on the hypervisor's loopback: jump through it,
+		// with its own key and known hosts (ssh -J passes -F on).
+		host, port, _ := net.SplitHostPort(j.Addr)
+		cfg += fmt.Sprintf("  ProxyJump %s\n\nHost %s\n  Port %s\n  User %s\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n", j, host, port, j.User)
+		if j.KeyFile != "" {
+			cfg += fmt.Sprintf("  IdentityFile %s\n  IdentitiesOnly yes\n", j.KeyFile)
+		}
+		if j.KnownHosts != "" {
+			cfg += fmt.Sprintf("  UserKnownHostsFile %s\n", j.KnownHosts)
+		}
+	}
 	return os.WriteFile(i.SSHConfigPath(), []byte(cfg), 0o644)
 }
 

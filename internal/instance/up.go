@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
@@ -29,6 +30,10 @@ type UpOptions struct {
 	Accel       virt.Accel
 	BootTimeout time.Duration // image boot to SSH-ready
 	Verify      string        // the spec's verify suite, recorded
+	SSHPort     int           // host port on 127.0.0.1 for the guest's SSH; 0 = a free one
+	// Golden, on a remote hypervisor, is the volume in labforge's pool
+	// holding Image, which the guest's overlay volume is backed by.
+	Golden string
 }
 
 // Up boots a new instance and waits until its SSH answers. When it fails
@@ -53,6 +58,15 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 	if err := removeAll(c, o.Name); err != nil {
 		return nil, nil, fmt.Errorf("clean stale instance %s: %w", o.Name, err)
 	}
+	if c.Remote() && o.Golden == "" {
+		return nil, nil, fmt.Errorf("instance %s: no golden volume on %s", o.Name, c.Target().Label())
+	}
+	// Checked after the cleanup: the stale domain may have held the port.
+	if o.SSHPort != 0 && !c.Remote() {
+		if err := CheckSSHPort(o.SSHPort); err != nil {
+			return nil, nil, err
+		}
+	}
 	dir := Dir(o.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
@@ -68,6 +82,14 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 
 	inst = &Instance{Name: o.Name, Domain: dom, Spec: o.Spec, Image: o.Image, User: o.User,
 		Accel: string(o.Accel), Created: time.Now().UTC(), VerifyOn: o.Verify, dir: dir}
+	if c.Remote() {
+		inst.Host = c.URI
+		// The record goes first: it names the hypervisor whose volumes
+		// a killed labforge would leave.
+		if err := inst.save(); err != nil {
+			return nil, nil, err
+		}
+	}
 	userKey, err := sshx.NewKeyPair(o.User + "@" + dom)
 	if err != nil {
 		return nil, nil, err
@@ -87,29 +109,27 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 	if err := seed.WriteISO(seedPath); err != nil {
 		return nil, nil, err
 	}
-	overlay := filepath.Join(dir, "disk.qcow2")
-	if o.Overlay != "" {
-		overlay = o.Overlay
+	m := virt.MachineSpec{Name: dom, Description: "labforge instance " + o.Name + " of " + o.Spec,
+		Accel: o.Accel, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs}
+	if c.Remote() {
+		err = remoteDisks(ctx, c, o.Golden, seedPath, &m)
+	} else {
+		err = localDisks(ctx, o, seedPath, inst, &m)
 	}
-	if err := runx.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", o.Image, overlay); err != nil {
-		return nil, nil, fmt.Errorf("overlay: %w", err)
-	}
-	fw, err := virt.FindFirmware()
 	if err != nil {
 		return nil, nil, err
 	}
-	if inst.SSHPort, err = virt.FreePort(); err != nil {
-		return nil, nil, err
+	start := func(port int) error {
+		inst.SSHPort, m.SSHPort = port, port
+		// The record goes down before the domain starts, so a killed
+		// labforge leaves something that names what to clean.
+		if err := inst.save(); err != nil {
+			return err
+		}
+		_, err := c.Start(ctx, m)
+		return err
 	}
-	m := virt.MachineSpec{Name: dom, Description: "labforge instance " + o.Name + " of " + o.Spec,
-		Accel: o.Accel, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Disk: overlay, Seed: seedPath,
-		Firmware: fw, NVRAM: filepath.Join(dir, "nvram.fd"), Console: inst.ConsolePath(), SSHPort: inst.SSHPort}
-	// The record goes down before the domain starts, so a killed labforge
-	// leaves something that names what to clean.
-	if err := inst.save(); err != nil {
-		return nil, nil, err
-	}
-	if _, err := c.Start(ctx, m); err != nil {
+	if _, err := startOnPort(o.SSHPort, c.FreePort, start, func() error { return c.Remove(dom) }); err != nil {
 		return nil, nil, err
 	}
 	client, err = WaitSSH(ctx, c, inst, o.BootTimeout)
@@ -126,6 +146,128 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, err
 	}
 	return inst, client, nil
+}
+
+// localDisks makes the guest's overlay on the image in the instance's
+// directory, with the host's firmware and the console logged beside it.
+func localDisks(ctx context.Context, o UpOptions, seed string, inst *Instance, m *virt.MachineSpec) error {
+	overlay := filepath.Join(inst.dir, "disk.qcow2")
+	if o.Overlay != "" {
+		overlay = o.Overlay
+	}
+	if err := runx.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", o.Image, overlay); err != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
+	fw, err := virt.FindFirmware()
+	if err != nil {
+		return err
+	}
+	m.Disk, m.Seed, m.Firmware, m.NVRAM, m.Console = overlay, seed, fw, filepath.Join(inst.dir, "nvram.fd"), inst.ConsolePath()
+	return nil
+}
+
+// remoteDisks makes the guest's volumes on a remote hypervisor: an overlay
+// backed by the golden volume, the seed uploaded, and an empty console log
+// that libvirt can read back. The firmware is the hypervisor's own.
+func remoteDisks(ctx context.Context, c *virt.Conn, golden, seed string, m *virt.MachineSpec) error {
+	g, err := c.Volume(golden)
+	if err != nil {
+		return err
+	}
+	if g == nil {
+		return fmt.Errorf("no golden volume %s in pool %s on %s", golden, virt.PoolName, c.Target().Label())
+	}
+	vols := volumeNames(m.Name)
+	x, err := virt.VolumeXML(vols[0], "qcow2", g.Capacity, g.Path)
+	if err != nil {
+		return err
+	}
+	if m.Disk, err = c.CreateVolume(x); err != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
+	if m.Seed, err = c.UploadFile(ctx, vols[1], "raw", 0, seed); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if x, err = virt.VolumeXML(vols[2], "raw", 0, ""); err != nil {
+		return err
+	}
+	if m.Console, err = c.CreateVolume(x); err != nil {
+		return fmt.Errorf("console log: %w", err)
+	}
+	return nil
+}
+
+// volumeNames are a remote guest's volumes, after its domain: the
+// overlay, the seed and the console log.
+func volumeNames(dom string) []string {
+	return []string{dom + ".qcow2", dom + "-seed.iso", dom + "-console.log"}
+}
+
+// DiskBytes is the space the instance's overlay takes on its hypervisor,
+// or -1.
+func (i *Instance) DiskBytes(c *virt.Conn) int64 {
+	if i.Host == "" {
+		return fsx.Allocated(filepath.Join(i.dir, "disk.qcow2"))
+	}
+	v, err := c.Volume(volumeNames(i.Domain)[0])
+	if err != nil || v == nil {
+		return -1
+	}
+	return int64(v.Allocation)
+}
+
+// CheckSSHPort fails, in one line naming the port, when a port the user
+// chose for SSH cannot be bound now: better at once than after a build.
+func CheckSSHPort(port int) error {
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("ssh port %d is not a TCP port (1-65535)", port)
+	}
+	if err := virt.CheckPort(port); err != nil {
+		if errors.Is(err, virt.ErrPortInUse) {
+			return portTaken(port)
+		}
+		return fmt.Errorf("ssh port: %w", err)
+	}
+	return nil
+}
+
+func portTaken(port int) error {
+	return fmt.Errorf("ssh port 127.0.0.1:%d is already in use; pick another --ssh-port or leave it out to get a free one", port)
+}
+
+// startOnPort starts the domain with its SSH forward on port, or on a
+// port from pick when port is 0. A picked port is free when picked but
+// QEMU binds it moments later: when another program took it in between,
+// the failed domain is removed and a new port tried, once. A port the
+// user chose is reported as taken instead.
+func startOnPort(port int, pick func() (int, error), start func(port int) error, remove func() error) (int, error) {
+	for attempt := 1; ; attempt++ {
+		p := port
+		if p == 0 {
+			var err error
+			if p, err = pick(); err != nil {
+				return 0, fmt.Errorf("pick a free ssh port: %w", err)
+			}
+		}
+		err := start(p)
+		if err == nil {
+			return p, nil
+		}
+		if !virt.IsPortConflict(err, p) {
+			return 0, err
+		}
+		if port != 0 {
+			return 0, portTaken(p)
+		}
+		if attempt == 2 {
+			return 0, fmt.Errorf("ssh port 127.0.0.1:%d was taken before QEMU could bind it, twice in a row: %w", p, err)
+		}
+		// Start undefines a domain that failed to start; this makes sure,
+		// so the retry defines a fresh one.
+		if rerr := remove(); rerr != nil {
+			return 0, errors.Join(err, fmt.Errorf("remove the failed domain: %w", rerr))
+		}
+	}
 }
 
 // WaitSSH waits for the guest's SSH, failing at once if the domain stops
@@ -151,12 +293,22 @@ func WaitSSH(ctx context.Context, c *virt.Conn, inst *Instance, timeout time.Dur
 	} else if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return nil, fmt.Errorf("%s never answered on SSH within %s: %w\n%s", inst.Domain, timeout, err, consoleTail(inst.ConsolePath(), 15))
+	return nil, fmt.Errorf("%s never answered on SSH within %s: %w\n%s", inst.Domain, timeout, err, consoleTail(c, inst, 15))
 }
 
-// consoleTail quotes the end of the serial console log.
-func consoleTail(path string, n int) string {
-	data, err := os.ReadFile(path)
+// consoleTail quotes the end of the serial console log: a file here, a
+// volume on a remote hypervisor.
+func consoleTail(c *virt.Conn, inst *Instance, n int) string {
+	path := inst.ConsolePath()
+	var data []byte
+	var err error
+	if inst.Host != "" {
+		vol := volumeNames(inst.Domain)[2]
+		path = "volume " + vol + " on " + c.Target().Label()
+		data, err = c.VolumeTail(vol, 16<<10)
+	} else {
+		data, err = os.ReadFile(path)
+	}
 	if err != nil {
 		return "(no console log: " + err.Error() + ")"
 	}
@@ -177,6 +329,19 @@ func Down(c *virt.Conn, name string) error {
 		return err
 	}
 	defer unlock()
+	if inst, err := Load(name); err == nil && inst.Host != "" && inst.Host != c.URI {
+		// The guest runs on another hypervisor: go there. Down takes no
+		// context (its callers run it after Ctrl-C too), so the
+		// connection gets its own bound.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		rc, err := virt.Open(ctx, inst.Host)
+		if err != nil {
+			return fmt.Errorf("instance %s runs on %s: %w", name, inst.Host, err)
+		}
+		defer rc.Close()
+		c = rc
+	}
 	if _, err := os.Stat(Dir(name)); os.IsNotExist(err) && !c.Exists(DomainPrefix+name) {
 		return fmt.Errorf("no instance %q", name)
 	}
@@ -184,8 +349,16 @@ func Down(c *virt.Conn, name string) error {
 }
 
 func removeAll(c *virt.Conn, name string) error {
-	if err := c.Remove(DomainPrefix + name); err != nil {
+	dom := DomainPrefix + name
+	if err := c.Remove(dom); err != nil {
 		return err
+	}
+	if c.Remote() {
+		for _, v := range volumeNames(dom) {
+			if err := c.DeleteVolume(v); err != nil {
+				return err
+			}
+		}
 	}
 	return os.RemoveAll(Dir(name))
 }

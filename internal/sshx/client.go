@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -20,6 +21,20 @@ type Config struct {
 	HostKey ssh.PublicKey // the only host key accepted
 	// Attempt bounds one connection attempt; the context bounds them all.
 	Attempt time.Duration
+	// AuthFinal makes a refused key an error at once: right for a guest
+	// that is up, whose authorised keys no longer change.
+	AuthFinal bool
+	// Jump, when set, is the hypervisor the guest runs on: Addr is then
+	// an address on its loopback, reached through an SSH connection to it.
+	Jump *Hop
+}
+
+// where names the guest's address for errors.
+func (cfg Config) where() string {
+	if cfg.Jump != nil {
+		return cfg.User + "@" + cfg.Addr + " via " + cfg.Jump.String()
+	}
+	return cfg.User + "@" + cfg.Addr
 }
 
 // ErrHostKeyMismatch means the server showed a host key other than the
@@ -30,6 +45,16 @@ var ErrHostKeyMismatch = errors.New("host key mismatch")
 type Client struct {
 	*ssh.Client
 	cfg Config
+	hop *ssh.Client // the connection to cfg.Jump, closed with the client
+}
+
+// Close ends the connection, and the one to the hypervisor it went through.
+func (c *Client) Close() error {
+	err := c.Client.Close()
+	if c.hop != nil {
+		c.hop.Close()
+	}
+	return err
 }
 
 // Dial connects, retrying while the guest boots: the forwarded port takes
@@ -39,22 +64,51 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Attempt == 0 {
 		cfg.Attempt = 15 * time.Second
 	}
-	var last error
+	dial := (&net.Dialer{}).DialContext
+	var hop *ssh.Client
+	if cfg.Jump != nil {
+		var err error
+		if hop, err = DialHop(ctx, *cfg.Jump); err != nil {
+			return nil, fmt.Errorf("ssh %s: %w", cfg.where(), err)
+		}
+		dial = hop.DialContext
+	}
+	var last, auth error
 	for attempt := 1; ; attempt++ {
-		c, err := dialOnce(ctx, cfg)
+		c, err := dialOnce(ctx, cfg, dial)
 		if err == nil {
+			c.hop = hop
 			return c, nil
 		}
 		if errors.Is(err, ErrHostKeyMismatch) {
+			closeHop(hop)
 			return nil, err
 		}
 		last = err
+		if isAuthError(err) {
+			if cfg.AuthFinal {
+				closeHop(hop)
+				return nil, fmt.Errorf("ssh %s: %w", cfg.where(), err)
+			}
+			auth = err
+		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("ssh %s@%s: gave up after %d attempts: %w (last error: %v)", cfg.User, cfg.Addr, attempt, ctx.Err(), last)
+			closeHop(hop)
+			// A refused key says more than the time-out of a later,
+			// slower attempt.
+			if auth != nil {
+				last = auth
+			}
+			return nil, fmt.Errorf("ssh %s: gave up after %d attempts: %w (last error: %v)", cfg.where(), attempt, ctx.Err(), last)
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// isAuthError: the server answered and refused the key.
+func isAuthError(err error) bool {
+	return strings.Contains(err.Error(), "unable to authenticate")
 }
 
 func backoff(attempt int) time.Duration {
@@ -65,16 +119,19 @@ func backoff(attempt int) time.Duration {
 	return d
 }
 
-func dialOnce(ctx context.Context, cfg Config) (*Client, error) {
+func closeHop(hop *ssh.Client) {
+	if hop != nil {
+		hop.Close()
+	}
+}
+
+func dialOnce(ctx context.Context, cfg Config, dial func(context.Context, string, string) (net.Conn, error)) (*Client, error) {
 	actx, cancel := context.WithTimeout(ctx, cfg.Attempt)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(actx, "tcp", cfg.Addr)
+	conn, err := dial(actx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	deadline, _ := actx.Deadline()
-	_ = conn.SetDeadline(deadline)
 	var mismatch error
 	cc := &ssh.ClientConfig{
 		User: cfg.User,
@@ -91,16 +148,14 @@ func dialOnce(ctx context.Context, cfg Config) (*Client, error) {
 		// ECDSA first and a guest with both would show the wrong one.
 		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
 	}
-	sc, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, cc)
+	c, err := handshake(actx, conn, cfg.Addr, cc)
 	if err != nil {
-		conn.Close()
 		if mismatch != nil {
 			return nil, mismatch
 		}
 		return nil, err
 	}
-	_ = conn.SetDeadline(time.Time{})
-	return &Client{Client: ssh.NewClient(sc, chans, reqs), cfg: cfg}, nil
+	return &Client{Client: c, cfg: cfg}, nil
 }
 
 func fingerprint(k ssh.PublicKey) string {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"libvirt.org/go/libvirtxml"
 )
 
 // Accel is how guests are run: "kvm" or "tcg" (QEMU's emulator).
@@ -81,4 +83,23 @@ func probe(ctx context.Context) (Accel, string) {
 		msg = msg[:i]
 	}
 	return TCG, fmt.Sprintf("KVM probe guest failed (%v: %s); using TCG emulation", err, msg)
+}
+
+// OffersKVM says whether the hypervisor's libvirt offers the kvm domain
+// type. It may still fail to run guests (see ProbeAccel); a remote host is
+// trusted only as far as this machine's probe: KVM where both have it.
+func (c *Conn) OffersKVM() bool {
+	x, err := c.ConnectGetCapabilities()
+	var caps libvirtxml.Caps
+	if err != nil || caps.Unmarshal(x) != nil {
+		return false
+	}
+	for _, g := range caps.Guests {
+		for _, d := range g.Arch.Domains {
+			if g.Arch.Name == "x86_64" && d.Type == "kvm" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"golang.org/x/crypto/ssh"
 )
 
 // Conn is a connection to one libvirtd.
@@ -24,9 +25,35 @@ type Conn struct {
 	URI    string
 	Socket string
 
+	target Target
+	hop    *ssh.Client // the SSH connection to a remote hypervisor; nil here
+
 	mu       sync.Mutex
 	watchers map[int]watcher // lifecycle event listeners, see watch
 	nextID   int
+	poolMu   sync.Mutex // one pool definition at a time, see EnsurePool
+}
+
+// Remote says whether the hypervisor is another machine, whose disks
+// live in its storage pool and whose guests are reached through SSH.
+func (c *Conn) Remote() bool { return c.hop != nil }
+
+// Target is the hypervisor the connection reaches.
+func (c *Conn) Target() Target { return c.target }
+
+// FreePort picks a free TCP port on the hypervisor's loopback, where
+// QEMU's forward will bind it: on a remote one sshd binds it for us (a
+// remote forward of port 0) and lets it go at once.
+func (c *Conn) FreePort() (int, error) {
+	if c.hop == nil {
+		return FreePort()
+	}
+	l, err := c.hop.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a port on %s: %w", c.target.Label(), err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // SocketPath is the local libvirtd socket for this user: the system daemon
@@ -83,7 +110,7 @@ func dial(sock, uri string) (*Conn, error) {
 	if err := l.ConnectToURI(libvirt.ConnectURI(uri)); err != nil {
 		return nil, err
 	}
-	return &Conn{Libvirt: l, URI: uri, Socket: sock}, nil
+	return &Conn{Libvirt: l, URI: uri, Socket: sock, target: Target{URI: uri}}, nil
 }
 
 func startDaemons(ctx context.Context, sock string) error {
@@ -125,5 +152,11 @@ func findDaemon(name string) (string, error) {
 	return "", fmt.Errorf("%s not installed (Debian: apt-get install libvirt-daemon-system)", name)
 }
 
-// Close ends the connection.
-func (c *Conn) Close() error { return c.Disconnect() }
+// Close ends the connection, and the SSH connection it runs through.
+func (c *Conn) Close() error {
+	err := c.Disconnect()
+	if c.hop != nil {
+		c.hop.Close()
+	}
+	return err
+}

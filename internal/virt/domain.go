@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -20,12 +21,12 @@ type MachineSpec struct {
 	Accel       Accel
 	MemoryMiB   uint
 	CPUs        uint
-	Disk        string // qcow2 overlay, the guest's only disk
-	Seed        string // cloud-init seed ISO ("" for none)
-	Firmware    Firmware
-	NVRAM       string // the guest's own copy of the variable store
-	Console     string // serial console log file
-	SSHPort     int    // host port on 127.0.0.1 forwarded to the guest's 22
+	Disk        string   // qcow2 overlay, the guest's only disk
+	Seed        string   // cloud-init seed ISO ("" for none)
+	Firmware    Firmware // zero: libvirt picks the hypervisor's own UEFI firmware
+	NVRAM       string   // the guest's own copy of the variable store ("" with Firmware)
+	Console     string   // serial console log file
+	SSHPort     int      // host port on 127.0.0.1 forwarded to the guest's 22
 }
 
 // netdevID names the user-mode network backend in the QEMU command line.
@@ -85,6 +86,16 @@ func DomainXML(m MachineSpec) (string, error) {
 			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
 		})
 	}
+	if m.Firmware.Code == "" {
+		// Another host's OVMF may live elsewhere: libvirt chooses from
+		// its firmware descriptors, without Secure Boot, which the
+		// unsigned systemd-boot on labforge disks needs. The variable
+		// store goes to libvirt's nvram directory there.
+		d.OS.Loader, d.OS.NVRam = nil, nil
+		d.OS.Firmware = "efi"
+		d.OS.FirmwareInfo = &libvirtxml.DomainOSFirmwareInfo{Features: []libvirtxml.DomainOSFirmwareFeature{
+			{Enabled: "no", Name: "secure-boot"}, {Enabled: "no", Name: "enrolled-keys"}}}
+	}
 	// the serial device needs its type; libvirtxml takes it from Source.
 	return d.Marshal()
 }
@@ -108,7 +119,37 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Define defines and starts the domain.
+// ErrPortInUse means another socket already holds the port.
+var ErrPortInUse = errors.New("already in use")
+
+// CheckPort says whether 127.0.0.1:port can be bound now, as QEMU's
+// forward will bind it. A taken port gives an error wrapping ErrPortInUse.
+func CheckPort(port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("port 127.0.0.1:%d is %w", port, ErrPortInUse)
+		}
+		return fmt.Errorf("port 127.0.0.1:%d: %w", port, err)
+	}
+	return l.Close()
+}
+
+// IsPortConflict says whether a failed Start was QEMU failing to bind the
+// SSH forward on port. QEMU says it could not set up the host forwarding
+// rule, quoting the rule and so the port; the system's "Address already
+// in use" is taken too, for a wording that passes the reason on.
+func IsPortConflict(err error, port int) bool {
+	if err == nil {
+		return false
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "address already in use") ||
+		strings.Contains(msg, "host forwarding rule") && strings.Contains(msg, fmt.Sprintf("127.0.0.1:%d-", port))
+}
+
+// Start defines and starts the domain. A domain that was defined but did
+// not start is undefined again, with its NVRAM.
 func (c *Conn) Start(ctx context.Context, m MachineSpec) (libvirt.Domain, error) {
 	xml, err := DomainXML(m)
 	if err != nil {

@@ -25,21 +25,18 @@ var (
 	root string // the repository, where the default spec is found
 )
 
+// TestMain builds the binary under test into the checkout's bin/ (ignored
+// by git), not a temporary folder: go test's own timeout panics past any
+// clean-up, and left folders would pile up in /tmp.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "labforge-e2e-")
-	if err != nil {
-		panic(err)
-	}
 	root, _ = filepath.Abs("../..")
-	bin = filepath.Join(dir, "labforge")
+	bin = filepath.Join(root, "bin", "labforge-e2e")
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labforge").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build labforge: %v\n%s", err, out)
 		os.Exit(2)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 func needRoot(t *testing.T) {
@@ -95,9 +92,30 @@ func mustLabforge(t *testing.T, args ...string) result {
 	t.Helper()
 	r := labforge(t, args...)
 	if r.code != 0 {
-		t.Fatalf("labforge %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		// The first line carries the gist: CI logs may keep only that line.
+		t.Fatalf("labforge %s: exit %d: %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, gist(r), r.stdout, r.stderr)
 	}
 	return r
+}
+
+// gist folds a failed run's failing checks and last error lines into one line.
+func gist(r result) string {
+	var parts []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(l, "FAIL") {
+			parts = append(parts, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	errs := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(errs) > 3 {
+		errs = errs[len(errs)-3:]
+	}
+	parts = append(parts, errs...)
+	s := strings.Join(parts, " | ")
+	if len(s) > 2000 {
+		s = s[:2000] + "..."
+	}
+	return s
 }
 
 func virsh(t *testing.T, args ...string) string {
@@ -253,6 +271,29 @@ func TestLabHost(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "host key mismatch") {
 			t.Fatalf("want a host key mismatch, got exit %d: %s", r.code, r.stderr)
 		}
+	})
+
+	t.Run("secrets never appear in logs", func(t *testing.T) {
+		dir := filepath.Join(stateDir(), "instances", name)
+		secrets := instanceSecrets(t, dir)
+		files := append([]string{upJUnit}, logFilesUnder(t, dir)...) // console.log among them
+		builds, _ := filepath.Glob(filepath.Join(cacheDir(), "builds", "*", "*.log"))
+		files = append(files, builds...)
+		// libvirt's log of the domain: the QEMU command line labforge made.
+		files = append(files, filepath.Join("/var/log/libvirt/qemu", dom+".log"))
+		logs := logsOf(t, files...)
+		if _, ok := logs[filepath.Join(dir, "console.log")]; !ok {
+			t.Fatal("no console log to check")
+		}
+		logs["stdout of up"], logs["stderr of up"] = up.stdout, up.stderr
+		for where, text := range logs {
+			for _, s := range secrets {
+				if strings.Contains(text, s.text) {
+					t.Errorf("%s holds %s", where, s.what)
+				}
+			}
+		}
+		t.Logf("%d logs checked for %d secrets", len(logs), len(secrets))
 	})
 
 	down := mustLabforge(t, "down", name)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,11 +20,6 @@ const labSpec = "images/container-internals.yaml"
 // images are pulled and pods started again from the lab's own registry.
 func TestContainerInternals(t *testing.T) {
 	needRoot(t)
-	// Opt-in until seen passing: its first CI run passed 37 of 40 checks
-	// (issue 3's note lists the three and their fixes, not yet booted).
-	if os.Getenv("LABFORGE_E2E_LAB") == "" {
-		t.Skip("set LABFORGE_E2E_LAB=1 to build and verify the lab host (about 25 minutes warm under TCG)")
-	}
 	const name = "e2e-lab"
 	labforge(t, "down", name)
 	t.Cleanup(func() { labforge(t, "down", name) })
@@ -69,64 +65,73 @@ func TestContainerInternals(t *testing.T) {
 		if r := labforge(t, "ssh", "-n", name, "--", "ip route get 1.1.1.1"); r.code == 0 {
 			t.Fatalf("outside still routable: %s", r.stdout)
 		}
-		out := ssh(`sudo sh -c 'podman rmi -a -f >/dev/null; for n in $(jq -r ".[].name" /usr/share/labforge/oci/images.json); do podman pull -q localhost:5000/$n >/dev/null && echo "pulled $n"; done'`)
-		if strings.Count(out, "pulled ") < 5 {
-			t.Fatalf("podman pulls offline:\n%s", out)
+		out := ssh(`sudo sh -c 'podman rmi -a -f >/dev/null; f=/usr/share/labforge/oci/images.json; echo "images: $(jq length $f)"; for n in $(jq -r ".[].name" $f); do podman pull -q localhost:5000/$n >/dev/null && echo "pulled $n"; done'`)
+		var want int
+		if _, err := fmt.Sscanf(out, "images: %d", &want); err != nil || want < 5 || strings.Count(out, "pulled ") != want {
+			t.Fatalf("podman pulls offline (every course image):\n%s", out)
 		}
-		// Drop the web image from the CRI's store so the kubelet must pull it.
-		ssh(`sudo sh -c 'kubectl -n labforge-smoke delete pods -l app=web --wait=true >/dev/null; ctr -n k8s.io images rm localhost:5000/course/web:1.0 >/dev/null || true'`)
-		out = ssh(`sudo sh -c 'kubectl -n labforge-smoke rollout status deploy/web --timeout=300s && kubectl -n labforge-smoke get pods -l app=web --no-headers'`)
+		// Scale to none, drop the web image from the CRI's store, scale up:
+		// the kubelet must pull it again, and only the lab registry answers.
+		ssh(`sudo sh -c 'kubectl -n labforge-smoke scale deploy/web --replicas=0 >/dev/null && kubectl -n labforge-smoke wait --for=delete pod -l app=web --timeout=300s >/dev/null; ctr -n k8s.io images rm localhost:5000/course/web:1.0 >/dev/null'`)
+		out = ssh(`sudo sh -c 'kubectl -n labforge-smoke scale deploy/web --replicas=3 >/dev/null && kubectl -n labforge-smoke rollout status deploy/web --timeout=300s && kubectl -n labforge-smoke get pods -l app=web --no-headers'`)
 		if strings.Count(out, "Running") != 3 {
 			t.Fatalf("after restart offline:\n%s", out)
 		}
-		out = ssh(`sudo kubectl -n labforge-smoke get events --field-selector reason=Pulled -o jsonpath='{.items[*].message}'`)
+		out = ssh(`sudo kubectl -n labforge-smoke get events --field-selector reason=Pulled -o jsonpath='{range .items[*]}{.message}{"\n"}{end}'`)
+		if !strings.Contains(out, `Successfully pulled image "localhost:5000/course/web:1.0"`) {
+			t.Fatalf("the kubelet did not pull the web image offline; Pulled events:\n%s", out)
+		}
 		t.Logf("offline pulls: %s", out)
 	})
 }
 
 // TestSELinuxGate: a build stops when a step causes a denial the spec does
 // not accept, passes once the spec accepts it with a reason, and stops
-// when the build guest is not enforcing.
+// when the build guest is not enforcing. The two specs build side by side:
+// each is mostly a build guest booting.
 func TestSELinuxGate(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	copyDir(t, "testdata", dir)
-	spec := filepath.Join(dir, "avc.yaml")
-	stamp := time.Now().Format("150405.000000000")
-	data, err := os.ReadFile(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A unique step makes the step run rather than come from the cache.
-	doc := strings.ReplaceAll(string(data), "STAMP", stamp)
-	if err := os.WriteFile(spec, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
+	stamp := time.Now().Format("150405.000000000")
+	stamped := func(t *testing.T, name string) (string, string) {
+		p := filepath.Join(dir, name)
+		doc := strings.ReplaceAll(string(mustRead(t, p)), "STAMP", stamp)
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p, doc
 	}
-	r := labforge(t, "build", spec)
-	if r.code == 0 {
-		t.Fatalf("a build with a denial succeeded:\n%s", r.stdout)
-	}
-	if !strings.Contains(r.stderr, `step "deny"`) || !strings.Contains(r.stderr, "SELinux denial") || !strings.Contains(r.stderr, "avc:  denied") {
-		t.Fatalf("the error does not name the step and the denial:\n%s", r.stderr)
-	}
-	t.Logf("denial error: %s", firstLine(r.stderr))
+	t.Run("builds", func(t *testing.T) {
+		t.Run("a denial stops the build unless accepted", func(t *testing.T) {
+			t.Parallel()
+			spec, doc := stamped(t, "avc.yaml")
+			r := labforge(t, "build", spec)
+			if r.code == 0 {
+				t.Fatalf("a build with a denial succeeded:\n%s", r.stdout)
+			}
+			if !strings.Contains(r.stderr, `step "deny"`) || !strings.Contains(r.stderr, "SELinux denial") || !strings.Contains(r.stderr, "avc:  denied") {
+				t.Fatalf("the error does not name the step and the denial:\n%s", r.stderr)
+			}
+			t.Logf("denial error: %s", firstLine(r.stderr))
 
-	accepted := doc + "avc:\n  - match: 'comm=\"runcon\"'\n    reason: the test provokes this denial on purpose\n"
-	if err := os.WriteFile(spec, []byte(accepted), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mustLabforge(t, "build", spec)
-
-	permissive := filepath.Join(dir, "permissive.yaml")
-	doc = strings.ReplaceAll(string(mustRead(t, permissive)), "STAMP", stamp)
-	if err := os.WriteFile(permissive, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r = labforge(t, "build", permissive)
-	if r.code == 0 || !strings.Contains(r.stderr, `the spec asks for enforcing but the build guest runs "Permissive"`) {
-		t.Fatalf("a build in a permissive guest: exit %d\n%s", r.code, r.stderr)
-	}
-	t.Logf("permissive error: %s", firstLine(r.stderr))
+			accepted := doc + "avc:\n  - match: 'comm=\"runcon\"'\n    reason: the test provokes this denial on purpose\n"
+			if err := os.WriteFile(spec, []byte(accepted), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mustLabforge(t, "build", spec)
+		})
+		t.Run("a permissive build guest stops the build", func(t *testing.T) {
+			t.Parallel()
+			spec, _ := stamped(t, "permissive.yaml")
+			r := labforge(t, "build", spec)
+			if r.code == 0 || !strings.Contains(r.stderr, `the spec asks for enforcing but the build guest runs "Permissive"`) {
+				t.Fatalf("a build in a permissive guest: exit %d\n%s", r.code, r.stderr)
+			}
+			t.Logf("permissive error: %s", firstLine(r.stderr))
+		})
+	})
 	if left := domains(t); strings.Contains(left, "build-") {
 		t.Fatalf("a failed build left domains: %s", left)
 	}

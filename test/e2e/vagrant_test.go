@@ -14,20 +14,26 @@ import (
 // box of the base host, added with vagrant box add and booted through the
 // top-level Vagrantfile with vagrant-libvirt, runs SELinux enforcing.
 // Opt-in (LABFORGE_E2E_VAGRANT=1): it needs vagrant and vagrant-libvirt,
-// and boots one more guest.
+// and boots one more guest. LABFORGE_E2E_VAGRANT_SPEC picks another spec
+// (images/container-internals.yaml: the lab host's box, as students get it).
 func TestVagrantBox(t *testing.T) {
 	if os.Getenv("LABFORGE_E2E_VAGRANT") != "1" {
 		t.Skip("set LABFORGE_E2E_VAGRANT=1 to boot the Vagrant box")
 	}
 	needRoot(t)
 	if _, err := exec.LookPath("vagrant"); err != nil {
-		t.Fatal("vagrant is not installed (Debian: apt-get install vagrant vagrant-libvirt)")
+		t.Fatal("vagrant is not installed (Debian: apt-get install vagrant vagrant-libvirt dnsmasq-base)")
 	}
-	const boxName = "labforge/e2e-debian-base"
+	spec := baseSpec
+	if s := os.Getenv("LABFORGE_E2E_VAGRANT_SPEC"); s != "" {
+		spec = s
+	}
+	short := strings.TrimSuffix(filepath.Base(spec), ".yaml")
+	boxName := "labforge/e2e-" + short
 	tmp := t.TempDir()
-	box := filepath.Join(tmp, "debian-base.box")
+	box := filepath.Join(tmp, short+".box")
 
-	ex := mustLabforge(t, "box", "export", baseSpec, "-o", box, "--name", boxName)
+	ex := mustLabforge(t, "box", "export", spec, "-o", box, "--name", boxName)
 	t.Logf("box export: %s\n%s", ex.took.Round(time.Second), ex.stdout)
 	if st, err := os.Stat(box); err == nil {
 		t.Logf("FIGURE box size: %.1f MiB", float64(st.Size())/(1<<20))
@@ -62,7 +68,7 @@ func TestVagrantBox(t *testing.T) {
 		// once per box; box remove does not delete it.
 		out, _ := exec.Command("virsh", "-c", "qemu:///system", "vol-list", "default").Output()
 		for _, f := range strings.Fields(string(out)) {
-			if strings.HasPrefix(f, "labforge-VAGRANTSLASH-e2e-debian-base") {
+			if strings.HasPrefix(f, "labforge-VAGRANTSLASH-e2e-"+short) {
 				exec.Command("virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", f).Run() //nolint:errcheck
 			}
 		}
@@ -88,6 +94,17 @@ func TestVagrantBox(t *testing.T) {
 	r = vagrant(t, env, 5*time.Minute, "ssh", "-c", "sudo ausearch -m avc -ts boot 2>&1 | grep -c 'avc:' || true")
 	if n := strings.TrimSpace(r.stdout); n != "0" {
 		t.Errorf("denials in the Vagrant guest: %s", n)
+	}
+
+	// vagrant destroy leaves no domain and no UEFI variable store.
+	if d := vagrant(t, env, 10*time.Minute, "destroy", "-f"); d.code != 0 {
+		t.Fatalf("vagrant destroy: exit %d\n%s%s", d.code, d.stdout, d.stderr)
+	}
+	if left := domains(t); strings.Contains(left, filepath.Base(root)+"_default") {
+		t.Errorf("a domain is left after vagrant destroy: %s", left)
+	}
+	if left, _ := filepath.Glob("/var/lib/libvirt/qemu/nvram/vagrant-*_VARS.fd"); len(left) > 0 {
+		t.Errorf("NVRAM left after vagrant destroy: %v", left)
 	}
 }
 

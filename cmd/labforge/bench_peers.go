@@ -1,0 +1,568 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/fsx"
+	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/sshx"
+	"github.com/labforge/labforge/provision"
+)
+
+// peerBench runs labforge and its peers on the same work, in one run, and
+// keeps every run's log in dir.
+type peerBench struct {
+	self     string // this labforge binary
+	spec     string // the bench spec, copied into dir
+	dir      string
+	students int
+	checks   int
+	rows     []benchRow
+}
+
+// benchRow is one line of the table: labforge's figure against the peer's.
+type benchRow struct {
+	measure, ours, peer, peerTool string
+	ratio                         float64 // ours / peer; 0 when not a ratio
+}
+
+func newBenchPeersCmd() *cobra.Command {
+	var b peerBench
+	var out string
+	cmd := &cobra.Command{
+		Use:   "peers [SPEC]",
+		Short: "labforge against Packer, Vagrant and an ssh loop on the same work, in one run",
+		Long: `bench peers measures, in one run on this machine, labforge and the tools lab
+hosts are made with today, on the same base disk and the same provisioning:
+
+  1. rebuild after changing the last step: labforge (layer cache) vs Packer's
+     QEMU builder (same base disk, same step scripts, same seal);
+  2. boot to SSH-ready: labforge up vs vagrant up of the exported box, with
+     each guest's own systemd-analyze;
+  3. 100 checks on a running host: labforge verify vs one ssh per check;
+  4. a class of 8: linked clones (labforge class create) vs full copies;
+  5. the exported image: labforge image export vs Packer's output.
+
+Needs packer (1.6), vagrant and vagrant-libvirt (Debian packages). Every
+command's output is kept in the output directory; the table is printed and
+written there as table.md.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec := "bench/peers.yaml"
+			if len(args) == 1 {
+				spec = args[0]
+			}
+			if out == "" {
+				out = filepath.Join(paths.State(), "bench", time.Now().Format("20060102-150405"))
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			b.self, b.dir = self, out
+			return b.run(cmd.Context(), cmd.OutOrStdout(), spec)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "directory for the logs and table (default STATE/bench/TIME)")
+	cmd.Flags().IntVar(&b.students, "students", 8, "class size for the clone measure")
+	cmd.Flags().IntVar(&b.checks, "checks", 100, "checks for the verify measure")
+	return cmd
+}
+
+func (b *peerBench) run(ctx context.Context, out io.Writer, specPath string) error {
+	for _, tool := range []string{"packer", "vagrant", "ssh", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("bench peers needs %s (Debian: apt-get install packer vagrant vagrant-libvirt dnsmasq-base)", tool)
+		}
+	}
+	if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "bench peers: logs in %s\n", b.dir)
+	// A private copy of the spec: the rebuild measure edits its last step.
+	specDir := filepath.Join(b.dir, "spec")
+	if err := os.CopyFS(specDir, os.DirFS(filepath.Dir(specPath))); err != nil {
+		return err
+	}
+	b.spec = filepath.Join(specDir, filepath.Base(specPath))
+	spec, err := images.Load(b.spec)
+	if err != nil {
+		return err
+	}
+	if len(spec.Provision) == 0 {
+		return fmt.Errorf("%s has no provisioning steps", specPath)
+	}
+
+	steps := []struct {
+		name string
+		fn   func(context.Context, *images.Spec) error
+	}{
+		{"rebuild", b.rebuild},
+		{"boot", b.boot},
+		{"class", b.class},
+	}
+	for _, s := range steps {
+		fmt.Fprintf(out, "==> %s\n", s.name)
+		if err := s.fn(ctx, spec); err != nil {
+			return fmt.Errorf("bench peers: %s: %w", s.name, err)
+		}
+	}
+	return b.table(out, spec)
+}
+
+// exec runs a command with its output in dir/log and returns its time.
+func (b *peerBench) exec(ctx context.Context, log string, env []string, name string, args ...string) (time.Duration, string, error) {
+	f, err := os.OpenFile(filepath.Join(b.dir, log), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "$ %s %s\n", name, strings.Join(args, " "))
+	var buf strings.Builder
+	c := exec.CommandContext(ctx, name, args...)
+	c.Env = append(os.Environ(), env...)
+	c.Stdout, c.Stderr = io.MultiWriter(f, &buf), io.MultiWriter(f, &buf)
+	t0 := time.Now()
+	err = c.Run()
+	took := time.Since(t0)
+	fmt.Fprintf(f, "# %s, %v\n", took.Round(time.Millisecond), err)
+	if err != nil {
+		return took, buf.String(), fmt.Errorf("%s %s: %w (log %s)", name, strings.Join(args, " "), err, filepath.Join(b.dir, log))
+	}
+	return took, buf.String(), nil
+}
+
+func (b *peerBench) labforge(ctx context.Context, log string, args ...string) (time.Duration, string, error) {
+	return b.exec(ctx, log, nil, b.self, args...)
+}
+
+func (b *peerBench) add(measure, ours, peer, tool string, ratio float64) {
+	b.rows = append(b.rows, benchRow{measure, ours, peer, tool, ratio})
+}
+
+// rebuild: labforge's layer cache against Packer's full rebuild, after the
+// same change to the last step. Also measure 5, the exported image.
+func (b *peerBench) rebuild(ctx context.Context, spec *images.Spec) error {
+	if _, _, err := b.labforge(ctx, "labforge-build.log", "build", b.spec); err != nil {
+		return err
+	}
+	last := &spec.Provision[len(spec.Provision)-1]
+	last.Run += fmt.Sprintf("\n# bench %d\n", time.Now().UnixNano())
+	if err := rewriteLastStep(b.spec, last.Run); err != nil {
+		return err
+	}
+	ours, _, err := b.labforge(ctx, "labforge-build.log", "build", b.spec)
+	if err != nil {
+		return err
+	}
+
+	base, err := baseDisk(ctx, spec)
+	if err != nil {
+		return err
+	}
+	tmpl, err := b.packerTemplate(spec, base)
+	if err != nil {
+		return err
+	}
+	peer, _, err := b.exec(ctx, "packer.log", []string{"PACKER_LOG=1", "CHECKPOINT_DISABLE=1", "PACKER_CACHE_DIR=" + filepath.Join(b.dir, "packer", "cache")}, "packer", "build", "-color=false", tmpl)
+	if err != nil {
+		return err
+	}
+	b.add("rebuild after changing the last step", fmtDur(ours), fmtDur(peer), "Packer 1.6 QEMU builder (full build)", ours.Seconds()/peer.Seconds())
+
+	// 5. The exported image of the same content.
+	if _, _, err := b.labforge(ctx, "labforge-export.log", "image", "export", b.spec, "-o", filepath.Join(b.dir, "export")); err != nil {
+		return err
+	}
+	ourSize, err := fileSize(filepath.Join(b.dir, "export", spec.Name+".qcow2"))
+	if err != nil {
+		return err
+	}
+	peerSize, err := fileSize(filepath.Join(b.dir, "packer", "output", spec.Name+".qcow2"))
+	if err != nil {
+		return err
+	}
+	b.add("exported image, same content", humanBytes(ourSize), humanBytes(peerSize), "Packer output (disk_compression)", float64(ourSize)/float64(peerSize))
+	return nil
+}
+
+// rewriteLastStep puts run into the spec file as its last step's script, so
+// that the CLI builds what this process changed. The file's comments and
+// order stay.
+func rewriteLastStep(specPath, run string) error {
+	data, err := os.ReadFile(specPath)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", specPath, err)
+	}
+	var runNode *yaml.Node
+	if len(doc.Content) == 1 {
+		top := doc.Content[0]
+		for i := 0; i+1 < len(top.Content); i += 2 {
+			if steps := top.Content[i+1]; top.Content[i].Value == "provision" && len(steps.Content) > 0 {
+				last := steps.Content[len(steps.Content)-1]
+				for j := 0; j+1 < len(last.Content); j += 2 {
+					if last.Content[j].Value == "run" {
+						runNode = last.Content[j+1]
+					}
+				}
+			}
+		}
+	}
+	if runNode == nil {
+		return fmt.Errorf("%s: no run in the last provision step", specPath)
+	}
+	runNode.Value, runNode.Style = run, yaml.LiteralStyle
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(specPath, out, 0o644)
+}
+
+// baseDisk is the spec's disk before provisioning: what Packer starts from.
+func baseDisk(ctx context.Context, spec *images.Spec) (string, error) {
+	bare := *spec
+	bare.Provision = nil
+	res, err := builder.Build(ctx, &bare, builder.Options{CacheDir: paths.Cache()})
+	if err != nil {
+		return "", err
+	}
+	return res.Image, nil
+}
+
+// packerTemplate writes a Packer JSON template doing what labforge does:
+// boot the base disk under QEMU with a NoCloud seed, upload the steps'
+// files, run each step as root, then seal with labforge's own seal script.
+func (b *peerBench) packerTemplate(spec *images.Spec, base string) (string, error) {
+	dir := filepath.Join(b.dir, "packer")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	key, err := sshx.NewKeyPair("packer-bench")
+	if err != nil {
+		return "", err
+	}
+	keyPath := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(keyPath, key.PrivatePEM, 0o600); err != nil {
+		return "", err
+	}
+	host, err := sshx.NewKeyPair("")
+	if err != nil {
+		return "", err
+	}
+	seed := provision.Seed{
+		InstanceID: fmt.Sprintf("packer-bench-%d", time.Now().UnixNano()), Hostname: "packer-bench",
+		User: "packer", AuthorizedKey: key.AuthorizedKey,
+		HostKeyPrivate: string(host.PrivatePEM), HostKeyPublic: host.AuthorizedKey,
+	}
+	seedPath := filepath.Join(dir, "seed.iso")
+	if err := seed.WriteISO(seedPath); err != nil {
+		return "", err
+	}
+	sealPath := filepath.Join(dir, "seal.sh")
+	if err := os.WriteFile(sealPath, []byte(builder.SealScript()), 0o755); err != nil {
+		return "", err
+	}
+	specDir := filepath.Dir(b.spec)
+	provisioners := []map[string]any{
+		{"type": "shell", "inline": []string{"mkdir -p /tmp/labforge"}},
+	}
+	for _, st := range spec.Provision {
+		for _, f := range st.Files {
+			provisioners = append(provisioners,
+				map[string]any{"type": "shell", "inline": []string{"mkdir -p /tmp/labforge/" + filepath.Dir(f)}},
+				map[string]any{"type": "file", "source": filepath.Join(specDir, f), "destination": "/tmp/labforge/" + f})
+		}
+	}
+	for i, st := range spec.Provision {
+		script := filepath.Join(dir, fmt.Sprintf("step-%d-%s.sh", i+1, st.Name))
+		if err := os.WriteFile(script, []byte("set -eu\n"+st.Run), 0o644); err != nil {
+			return "", err
+		}
+		provisioners = append(provisioners, map[string]any{
+			"type": "shell", "script": script,
+			"execute_command": "cd /tmp/labforge && sudo -n sh {{.Path}}",
+		})
+	}
+	provisioners = append(provisioners, map[string]any{"type": "file", "source": sealPath, "destination": "/tmp/.labforge-seal.sh"})
+	mem, cpus := int64(spec.VM.Memory)>>20, spec.VM.CPUs
+	tmpl := map[string]any{
+		"builders": []map[string]any{{
+			"type":             "qemu",
+			"vm_name":          spec.Name + ".qcow2",
+			"output_directory": filepath.Join(dir, "output"),
+			"disk_image":       true,
+			"iso_url":          base,
+			"iso_checksum":     "none",
+			"format":           "qcow2",
+			"disk_compression": true,
+			"accelerator":      "tcg",
+			"machine_type":     "q35",
+			"cpus":             cpus,
+			"memory":           mem,
+			"headless":         true,
+			"disk_interface":   "virtio",
+			"net_device":       "virtio-net",
+			// Packer 1.6 has no firmware option: OVMF goes in as the BIOS image.
+			// The seed is a virtio-scsi CD, as labforge attaches it: Debian's
+			// cloud kernel has no AHCI driver for -cdrom. (-blockdev, not
+			// -drive, which would make Packer drop its own disk.)
+			"qemuargs": [][]string{
+				{"-cpu", "max"}, {"-bios", "/usr/share/ovmf/OVMF.fd"},
+				{"-blockdev", "driver=file,filename=" + seedPath + ",node-name=seed,read-only=on"},
+				{"-device", "virtio-scsi-pci,id=scsi0"}, {"-device", "scsi-cd,bus=scsi0.0,drive=seed"},
+			},
+			"ssh_username":         "packer",
+			"ssh_private_key_file": keyPath,
+			"ssh_timeout":          "30m",
+			// labforge's seal, which ends by powering the guest off.
+			"shutdown_command": "sudo -n sh /tmp/.labforge-seal.sh packer",
+			"shutdown_timeout": "10m",
+		}},
+		"provisioners": provisioners,
+	}
+	data, err := json.MarshalIndent(tmpl, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "template.json")
+	os.RemoveAll(filepath.Join(dir, "output")) // Packer refuses an existing output directory
+	return path, os.WriteFile(path, data, 0o644)
+}
+
+var sshReadyRE = regexp.MustCompile(`SSH-ready in ([0-9hms.]+)`)
+
+// boot: labforge up against vagrant up of the same image, each guest's own
+// boot time beside it; measure 3 runs on the labforge guest before it goes
+// down, so that Vagrant boots alone.
+func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
+	const name = "bench-peers"
+	b.labforge(ctx, "labforge-up.log", "down", name) //nolint:errcheck // nothing to stop is fine
+	defer b.labforge(context.WithoutCancel(ctx), "labforge-up.log", "down", name)
+	took, out, err := b.labforge(ctx, "labforge-up.log", "up", b.spec, "-n", name, "--no-verify")
+	if err != nil {
+		return err
+	}
+	ready := took
+	if m := sshReadyRE.FindStringSubmatch(out); m != nil {
+		if d, err := time.ParseDuration(m[1]); err == nil {
+			ready = d
+		}
+	}
+	_, ourGuest, err := b.labforge(ctx, "labforge-up.log", "ssh", "-n", name, "--", "systemctl is-system-running --wait >/dev/null; systemd-analyze")
+	if err != nil {
+		return err
+	}
+
+	// 3. Checks on the running labforge guest, against an ssh per check.
+	inst, err := instance.Load(name)
+	if err != nil {
+		return err
+	}
+	ours, peerV, err := measureVerify(ctx, inst, b.checks, filepath.Join(b.dir, "ssh-loop.log"))
+	if err != nil {
+		return err
+	}
+	b.add(fmt.Sprintf("%d checks on a running host", b.checks), fmtDur(ours), fmtDur(peerV), "ssh host cmd, one per check", ours.Seconds()/peerV.Seconds())
+	// Vagrant boots with no other guest running.
+	if _, _, err := b.labforge(ctx, "labforge-up.log", "down", name); err != nil {
+		return err
+	}
+
+	// The peer: the same image as a Vagrant box, booted by vagrant-libvirt.
+	box := filepath.Join(b.dir, "vagrant", spec.Name+".box")
+	boxName := "labforge-bench/" + spec.Name
+	if _, _, err := b.labforge(ctx, "labforge-box.log", "box", "export", b.spec, "-o", box, "--name", boxName); err != nil {
+		return err
+	}
+	vdir := filepath.Join(b.dir, "vagrant")
+	vagrantfile := fmt.Sprintf(`Vagrant.configure("2") do |config|
+  config.vm.box = %q
+  config.ssh.insert_key = true
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.provider :libvirt do |lv|
+    lv.driver = %q
+  end
+end
+`, boxName, vagrantDriver())
+	if err := os.WriteFile(filepath.Join(vdir, "Vagrantfile"), []byte(vagrantfile), 0o644); err != nil {
+		return err
+	}
+	env := []string{"VAGRANT_CWD=" + vdir, "VAGRANT_HOME=" + filepath.Join(vdir, "home"), "VAGRANT_DEFAULT_PROVIDER=libvirt"}
+	defer b.vagrantCleanup(context.WithoutCancel(ctx), env, boxName)
+	if _, _, err := b.exec(ctx, "vagrant.log", env, "vagrant", "box", "add", "--force", "--name", boxName, box); err != nil {
+		return err
+	}
+	peer, _, err := b.exec(ctx, "vagrant.log", env, "vagrant", "up", "--provider=libvirt")
+	if err != nil {
+		return err
+	}
+	_, peerGuest, err := b.exec(ctx, "vagrant.log", env, "vagrant", "ssh", "-c", "systemctl is-system-running --wait >/dev/null; systemd-analyze")
+	if err != nil {
+		return err
+	}
+	b.add("boot to SSH-ready", fmtDur(ready), fmtDur(peer), "vagrant up (vagrant-libvirt, "+vagrantDriver()+")", ready.Seconds()/peer.Seconds())
+	og, pg := guestBoot(ourGuest), guestBoot(peerGuest)
+	b.add("  the guest's own boot (systemd-analyze)", og, pg, "the same image under Vagrant", spanRatio(og, pg))
+	if _, _, err := b.exec(ctx, "vagrant.log", env, "vagrant", "destroy", "-f"); err != nil {
+		return err
+	}
+
+	return nil
+}
+
+func (b *peerBench) vagrantCleanup(ctx context.Context, env []string, boxName string) {
+	b.exec(ctx, "vagrant.log", env, "vagrant", "destroy", "-f")                              //nolint:errcheck
+	b.exec(ctx, "vagrant.log", env, "vagrant", "box", "remove", "--force", "--all", boxName) //nolint:errcheck
+	// vagrant-libvirt keeps the box's disk in the default pool.
+	out, _ := exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-list", "default").Output()
+	prefix := strings.ReplaceAll(boxName, "/", "-VAGRANTSLASH-")
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, prefix) {
+			exec.CommandContext(ctx, "virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", f).Run() //nolint:errcheck
+		}
+	}
+}
+
+func vagrantDriver() string {
+	if d := os.Getenv("LABFORGE_VAGRANT_DRIVER"); d != "" {
+		return d
+	}
+	return "qemu" // KVM does not run guests on the machines labforge is measured on
+}
+
+var guestBootRE = regexp.MustCompile(`= ([0-9a-z. ]+?)\s*$`)
+
+// spanRatio divides two systemd time spans ("1min 43.423s"), 0 if either
+// does not parse.
+func spanRatio(a, b string) float64 {
+	parse := func(s string) time.Duration {
+		d, err := time.ParseDuration(strings.ReplaceAll(strings.ReplaceAll(s, "min", "m"), " ", ""))
+		if err != nil {
+			return 0
+		}
+		return d
+	}
+	da, db := parse(a), parse(b)
+	if da == 0 || db == 0 {
+		return 0
+	}
+	return da.Seconds() / db.Seconds()
+}
+
+// guestBoot picks the total from systemd-analyze's first line.
+func guestBoot(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Startup finished") {
+			if m := guestBootRE.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
+				return m[1]
+			}
+		}
+	}
+	return "?"
+}
+
+var clonesRE = regexp.MustCompile(`clones take (.+) in all on top of the (.+) golden image`)
+
+// class: N linked clones booted by labforge against N full copies of the
+// golden image (made, not booted: the copy is the cost that differs).
+func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
+	const name = "bench-peers"
+	b.labforge(ctx, "labforge-class.log", "class", "destroy", name) //nolint:errcheck
+	defer b.labforge(context.WithoutCancel(ctx), "labforge-class.log", "class", "destroy", name)
+	n := fmt.Sprint(b.students)
+	took, out, err := b.labforge(ctx, "labforge-class.log", "class", "create", name, "--spec", b.spec, "--students", n, "--parallel", n, "--boot-timeout", "45m")
+	if err != nil {
+		return err
+	}
+	m := clonesRE.FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("class create printed no disk figure (log %s)", filepath.Join(b.dir, "labforge-class.log"))
+	}
+	golden, err := builder.Build(ctx, spec, builder.Options{CacheDir: paths.Cache()})
+	if err != nil {
+		return err
+	}
+	copies := filepath.Join(b.dir, "full-copies")
+	if err := os.MkdirAll(copies, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(copies)
+	t0 := time.Now()
+	var total int64
+	for i := 1; i <= b.students; i++ {
+		dst := filepath.Join(copies, fmt.Sprintf("s%02d.qcow2", i))
+		if _, _, err := b.exec(ctx, "full-copies.log", nil, "qemu-img", "convert", "-O", "qcow2", golden.Image, dst); err != nil {
+			return err
+		}
+		total += fsx.Allocated(dst)
+	}
+	copyTook := time.Since(t0)
+	b.add(fmt.Sprintf("class of %d: disk of the clones", b.students), m[1], humanBytes(total), "full copies (qemu-img convert)", 0)
+	b.add(fmt.Sprintf("class of %d: creation", b.students), fmtDur(took)+" (booted)", fmtDur(copyTook)+" (copies only, not booted)", "full copies (qemu-img convert)", 0)
+	return nil
+}
+
+func (b *peerBench) table(out io.Writer, spec *images.Spec) error {
+	var md strings.Builder
+	fmt.Fprintf(&md, "labforge bench peers, %s, %s (%s): %s\n\n", time.Now().Format("2006-01-02"), hostSummary(), kernelRelease(), spec.Name)
+	md.WriteString("| measure | labforge | peer | peer tool | labforge / peer |\n| --- | --- | --- | --- | --- |\n")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASURE\tLABFORGE\tPEER\tPEER TOOL\tRATIO")
+	for _, r := range b.rows {
+		ratio := "-"
+		if r.ratio > 0 {
+			ratio = fmt.Sprintf("%.2f", r.ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.measure, r.ours, r.peer, r.peerTool, ratio)
+		fmt.Fprintf(&md, "| %s | %s | %s | %s | %s |\n", strings.TrimSpace(r.measure), r.ours, r.peer, r.peerTool, ratio)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "logs and table.md: %s\n", b.dir)
+	return os.WriteFile(filepath.Join(b.dir, "table.md"), []byte(md.String()), 0o644)
+}
+
+func kernelRelease() string {
+	data, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "?"
+	}
+	return "Linux " + strings.TrimSpace(string(data))
+}
+
+func fmtDur(d time.Duration) string {
+	if d >= time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+func fileSize(p string) (int64, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
