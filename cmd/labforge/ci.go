@@ -23,6 +23,7 @@ type ciFlags struct {
 	wrongAttempts bool
 	only          []string
 	junit         string
+	on            string
 }
 
 func newCICmd(g *globalFlags) *cobra.Command {
@@ -38,8 +39,17 @@ idempotent), check (it must fail: the exercise is not done), solve, check
 --wrong-attempts it also plays each exercise's wrong attempts and expects
 the check they name to fail. The host is destroyed at the end (--keep
 leaves it up). One JUnit report holds the host's suite and a suite per
-exercise; the exit status is non-zero when anything failed.`,
-		Args: cobra.ExactArgs(1),
+exercise; the exit status is non-zero when anything failed.
+
+With --on NAME instead of SPEC it proves the course on a host that is
+already up (no build, boot, verify or teardown): how a test suite that has
+booted the lab host for its own checks goes on to the course.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.on != "" {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCI(cmd.Context(), cmd.OutOrStdout(), args, f, g)
 		},
@@ -50,6 +60,7 @@ exercise; the exit status is non-zero when anything failed.`,
 	cmd.Flags().BoolVar(&f.keep, "keep", false, "leave the host up at the end")
 	cmd.Flags().BoolVar(&f.wrongAttempts, "wrong-attempts", false, "also play each exercise's wrong attempts")
 	cmd.Flags().StringSliceVar(&f.only, "only", nil, "only these exercises (comma-separated ids)")
+	cmd.Flags().StringVar(&f.on, "on", "", "prove the course on this running instance instead of booting SPEC")
 	f.up.build.register(cmd)
 	return cmd
 }
@@ -74,37 +85,43 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 	if err != nil {
 		return err
 	}
-	spec, err := loadSpec(args)
-	if err != nil {
-		return err
-	}
-	if err := instance.ValidName(f.up.name); err != nil {
-		return err
-	}
-
-	up, err := bootAndVerify(ctx, out, spec, &f.up, g)
-	if err != nil {
-		return err
-	}
-	defer up.client.Close()
-	if !f.keep {
-		defer func() {
-			// Tear down even after Ctrl-C: a CI host must not outlive its run.
-			if derr := ciDown(context.WithoutCancel(ctx), f.up.name); derr != nil {
-				err = errorsJoin(err, derr)
-			} else {
-				fmt.Fprintf(out, "==> %s: down\n", f.up.name)
-			}
-		}()
-	}
 	reps := []*verify.Report{}
-	if up.rep != nil {
-		reps = append(reps, up.rep)
+	var h labs.Host
+	var env labs.Env
+	var hostName string
+	if f.on != "" {
+		t := labTarget{name: f.on}
+		var done func()
+		if h, env, done, err = t.open(ctx); err != nil {
+			return err
+		}
+		defer done()
+		hostName = f.on
+	} else {
+		var up *upResult
+		if up, err = ciUp(ctx, out, args, f, g); err != nil {
+			return err
+		}
+		defer up.client.Close()
+		if !f.keep {
+			defer func() {
+				// Tear down even after Ctrl-C: a CI host must not outlive its run.
+				if derr := ciDown(context.WithoutCancel(ctx), f.up.name); derr != nil {
+					err = errorsJoin(err, derr)
+				} else {
+					fmt.Fprintf(out, "==> %s: down\n", f.up.name)
+				}
+			}()
+		}
+		if up.rep != nil {
+			reps = append(reps, up.rep)
+		}
+		h = sshHost{instance.RootRunner{Client: up.client}}
+		env = labs.Env{User: up.inst.User}
+		hostName = up.inst.Name
 	}
 
-	h := sshHost{instance.RootRunner{Client: up.client}}
-	env := labs.Env{User: up.inst.User}
-	installRep := &verify.Report{Suite: "course install", Host: up.inst.Name, Started: time.Now()}
+	installRep := &verify.Report{Suite: "course install", Host: hostName, Started: time.Now()}
 	t0 := time.Now()
 	ierr := labs.Install(ctx, h, c, env, self)
 	installRep.Results = append(installRep.Results, stepResult("install the course on the host", t0, ierr, ""))
@@ -116,7 +133,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 				break
 			}
 			rep := ciExercise(ctx, out, h, env, e, f.wrongAttempts)
-			rep.Host = up.inst.Name
+			rep.Host = hostName
 			reps = append(reps, rep)
 		}
 	}
@@ -148,6 +165,18 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 		return exitError(1)
 	}
 	return nil
+}
+
+// ciUp builds and boots SPEC as up does and runs its verify suite.
+func ciUp(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *globalFlags) (*upResult, error) {
+	spec, err := loadSpec(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := instance.ValidName(f.up.name); err != nil {
+		return nil, err
+	}
+	return bootAndVerify(ctx, out, spec, &f.up, g)
 }
 
 func ciDown(ctx context.Context, name string) error {
