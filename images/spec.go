@@ -572,11 +572,17 @@ func fileHash(path string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// AcceptedDenials are the strings that mark a denial as accepted.
+// AcceptedDenials are the strings that mark a denial as accepted: the
+// spec's own, then its base's (Base.Denials).
 func (s *Spec) AcceptedDenials() []string {
 	var out []string
 	for _, a := range s.AVC {
 		out = append(out, a.Match)
+	}
+	if b, ok := LookupBase(s.Base); ok {
+		for _, a := range b.Denials {
+			out = append(out, a.Match)
+		}
 	}
 	return out
 }

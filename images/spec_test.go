@@ -150,3 +150,20 @@ func TestCatalogue(t *testing.T) {
 		}
 	}
 }
+
+// A debian-12 spec accepts its base's boot-time denials after its own,
+// and every one the catalogue lists says why.
+func TestBaseDenialsAccepted(t *testing.T) {
+	s := &Spec{Base: "debian-12", AVC: []AcceptedAVC{{Match: "mine", Reason: "test"}}}
+	got := s.AcceptedDenials()
+	if len(got) != 1+len(debian12Denials) || got[0] != "mine" {
+		t.Fatalf("accepted denials: %q", got)
+	}
+	for _, b := range catalogue {
+		for _, d := range b.Denials {
+			if d.Match == "" || d.Reason == "" {
+				t.Errorf("%s: denial %+v needs a match and a reason", b.Name, d)
+			}
+		}
+	}
+}
