@@ -27,7 +27,7 @@ func TestCourse(t *testing.T) {
 	t.Cleanup(func() { labforge(t, "down", name) })
 
 	mustLabforge(t, "up", labSpec, "-n", name, "--no-verify")
-	proveCourse(t, name, "--wrong-attempts")
+	proveCourse(t, name, nil, "--wrong-attempts")
 	c, err := labs.Default()
 	if err != nil {
 		t.Fatal(err)
