@@ -6,14 +6,22 @@ import (
 	"github.com/labforge/labforge/internal/runx"
 )
 
-// AuditLog is where auditd writes the kernel's SELinux denials.
+// AuditLog is where auditd writes the kernel's SELinux denials once it runs.
 const AuditLog = "/var/log/audit/audit.log"
 
-// DenialsCommand prints every SELinux denial in the audit log except those
+// DenialsCommand prints every SELinux denial the host logged except those
 // containing one of accept's strings. A sealed image starts with an empty
 // log, so on a booted host this is every denial since its first boot.
+// Denials from before auditd starts (early boot: udev, tmpfiles) reach only
+// the kernel log, so this boot's kernel log is read as well: once auditd
+// runs, the kernel hands denials to it alone, so none is counted twice.
 func DenialsCommand(accept []string) string {
-	cmd := "grep -h -e 'avc:  denied' -e 'type=USER_AVC' " + AuditLog + " 2>/dev/null"
+	return denialsCommand(AuditLog, "journalctl -k -b -o cat --no-pager 2>/dev/null || dmesg 2>/dev/null", accept)
+}
+
+func denialsCommand(auditLog, kernelLog string, accept []string) string {
+	cmd := "{ grep -h -e 'avc:  denied' -e 'type=USER_AVC' " + auditLog + " 2>/dev/null; " +
+		"{ " + kernelLog + "; } | grep -e 'avc:  denied'; }"
 	if len(accept) > 0 {
 		cmd += " | grep -v -F"
 		for _, a := range accept {

@@ -185,24 +185,28 @@ func newClassVerifyCmd() *cobra.Command {
 }
 
 func newClassResetCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "reset NAME STUDENT",
-		Short: "Put one student's host back to the golden image (new overlay, new keys)",
-		Args:  cobra.ExactArgs(2),
+	var parallel int
+	cmd := &cobra.Command{
+		Use:   "reset NAME STUDENT...",
+		Short: "Put students' hosts back to the golden image (new overlay, new keys)",
+		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := class.Load(args[0])
 			if err != nil {
 				return err
 			}
 			accel, _ := virt.ProbeAccel(cmd.Context(), paths.State())
-			r, err := class.Reset(cmd.Context(), c, args[1], accel, 15*time.Minute)
-			if err != nil {
-				return err
+			results, err := class.Reset(cmd.Context(), c, args[1:], parallel, accel, 15*time.Minute)
+			for _, r := range results {
+				if r.Err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
+				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
-			return nil
+			return err
 		},
 	}
+	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts reset at once")
+	return cmd
 }
 
 func newClassDestroyCmd() *cobra.Command {

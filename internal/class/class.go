@@ -302,27 +302,36 @@ func dropGolden(conn *virt.Conn, name string) error {
 	return conn.RemovePoolIfEmpty()
 }
 
-// Reset puts one student's host back to the golden image: a new overlay,
-// new keys, a fresh boot, on the same hypervisor.
-func Reset(ctx context.Context, c *Class, student string, accel virt.Accel, bootTimeout time.Duration) (HostResult, error) {
-	if !contains(c.Students, student) {
-		return HostResult{}, fmt.Errorf("class %s has no student host %q (have %v)", c.Name, student, c.Students)
+// Reset puts students' hosts back to the golden image: a new overlay, new
+// keys, a fresh boot, on the same hypervisor; at most parallel at a time.
+// Every named student is checked before any host is touched.
+func Reset(ctx context.Context, c *Class, students []string, parallel int, accel virt.Accel, bootTimeout time.Duration) ([]HostResult, error) {
+	for _, s := range students {
+		if !contains(c.Students, s) {
+			return nil, fmt.Errorf("class %s has no student host %q (have %v)", c.Name, s, c.Students)
+		}
 	}
 	var cs conns
 	defer cs.close()
-	conn, err := cs.get(ctx, c.HostOf(student))
-	if err != nil {
-		return HostResult{}, err
+	var goldens perHost[Upload]
+	results := forEach(ctx, students, parallel, func(ctx context.Context, s string) HostResult {
+		conn, err := cs.get(ctx, c.HostOf(s))
+		if err != nil {
+			return HostResult{Student: s, Host: c.HostOf(s), Err: err}
+		}
+		// A host that failed to come up has nothing to take down.
+		if err := instance.Down(conn, s); err != nil && !isNoInstance(err) {
+			return HostResult{Student: s, Host: c.HostOf(s), Err: err}
+		}
+		return c.up(ctx, &cs, &goldens, s, accel, bootTimeout)
+	})
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Student, r.Err))
+		}
 	}
-	// A host that failed to come up has nothing to take down.
-	if err := instance.Down(conn, student); err != nil && !isNoInstance(err) {
-		return HostResult{}, err
-	}
-	r := c.up(ctx, &cs, &perHost[Upload]{}, student, accel, bootTimeout)
-	if r.Err != nil {
-		return r, r.Err
-	}
-	return r, refreshRosters(c)
+	return results, errors.Join(append(errs, refreshRosters(c))...)
 }
 
 // Destroy removes every host of the class on every hypervisor, the golden

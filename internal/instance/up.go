@@ -271,7 +271,7 @@ func startOnPort(port int, pick func() (int, error), start func(port int) error,
 }
 
 // WaitSSH waits for the guest's SSH, failing at once if the domain stops
-// and quoting the console when it never answers.
+// or its kernel panics, and quoting the console when it never answers.
 func WaitSSH(ctx context.Context, c *virt.Conn, inst *Instance, timeout time.Duration) (*sshx.Client, error) {
 	cfg, err := inst.SSHConfig()
 	if err != nil {
@@ -282,33 +282,31 @@ func WaitSSH(ctx context.Context, c *virt.Conn, inst *Instance, timeout time.Dur
 		return nil, err
 	}
 	defer stop()
-	tctx, cancel := context.WithTimeout(wctx, timeout)
+	pctx, unwatch := watchPanic(wctx, func() ([]byte, error) {
+		_, data, err := consoleBytes(c, inst, consoleTailBytes)
+		return data, err
+	}, 2*time.Second)
+	defer unwatch()
+	tctx, cancel := context.WithTimeout(pctx, timeout)
 	defer cancel()
 	client, err := sshx.Dial(tctx, cfg)
 	if err == nil {
 		return client, nil
 	}
-	if cause := context.Cause(wctx); errors.Is(cause, virt.ErrStopped) {
+	switch cause := context.Cause(pctx); {
+	case errors.Is(cause, ErrPanicked):
+		return nil, fmt.Errorf("%s: %w\n%s", inst.Domain, cause, consoleTail(c, inst, 15))
+	case errors.Is(cause, virt.ErrStopped):
 		err = cause
-	} else if ctx.Err() != nil {
+	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	}
 	return nil, fmt.Errorf("%s never answered on SSH within %s: %w\n%s", inst.Domain, timeout, err, consoleTail(c, inst, 15))
 }
 
-// consoleTail quotes the end of the serial console log: a file here, a
-// volume on a remote hypervisor.
+// consoleTail quotes the last n lines of the serial console log.
 func consoleTail(c *virt.Conn, inst *Instance, n int) string {
-	path := inst.ConsolePath()
-	var data []byte
-	var err error
-	if inst.Host != "" {
-		vol := volumeNames(inst.Domain)[2]
-		path = "volume " + vol + " on " + c.Target().Label()
-		data, err = c.VolumeTail(vol, 16<<10)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	where, data, err := consoleBytes(c, inst, consoleTailBytes)
 	if err != nil {
 		return "(no console log: " + err.Error() + ")"
 	}
@@ -316,7 +314,7 @@ func consoleTail(c *virt.Conn, inst *Instance, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return "last lines of the serial console (" + path + "):\n  " + strings.Join(lines, "\n  ")
+	return "last lines of the serial console (" + where + "):\n  " + strings.Join(lines, "\n  ")
 }
 
 // Down destroys the instance's domain and deletes its files.

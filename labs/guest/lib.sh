@@ -28,3 +28,13 @@ pod_ip() { kubectl -n "$1" get pods -l "$2" --field-selector=status.phase=Runnin
 
 # REG is the lab's registry; every image the course uses is there.
 REG=localhost:5000
+
+# kns_rm NS deletes a namespace and waits until it is gone. Its pods go at
+# once (no grace period): the course's containers do not handle SIGTERM,
+# and each would hold the deletion for its 30 s grace. A namespace being
+# deleted takes no new pods, so nothing comes back in between.
+kns_rm() {
+	kubectl delete namespace "$1" --ignore-not-found --wait=false >/dev/null
+	kubectl -n "$1" delete pods --all --grace-period=0 --force >/dev/null 2>&1 || true
+	kubectl wait --for=delete "namespace/$1" --timeout=300s >/dev/null 2>&1 || ! kubectl get namespace "$1" >/dev/null 2>&1
+}

@@ -20,8 +20,10 @@ const hv2Pool = "/var/lib/libvirt/images/labforge"
 // TestClassTwoHosts splits a class of 4 between this machine's libvirtd
 // and a second hypervisor (testdata/hv2.sh: its own network namespace,
 // libvirtd and sshd, reached over qemu+ssh), verifies it, and destroys
-// it: nothing is left on either hypervisor. About 5 minutes under TCG;
-// LABFORGE_E2E_HOSTS=0 skips it.
+// it: nothing is left on either hypervisor. It also resets one student on
+// each hypervisor (a file written before is gone after). About 5 minutes
+// under TCG; LABFORGE_E2E_HOSTS=0 runs TestClass, on this machine alone,
+// instead.
 func TestClassTwoHosts(t *testing.T) {
 	needRoot(t)
 	if os.Getenv("LABFORGE_E2E_HOSTS") == "0" {
@@ -89,6 +91,9 @@ func TestClassTwoHosts(t *testing.T) {
 	}
 	if len(cls.Hosts) != 4 || perHost["qemu:///system"] != 2 || perHost[uri] != 2 {
 		t.Fatalf("placement %v: want 2 students on each hypervisor", cls.Hosts)
+	}
+	if csv, err := os.ReadFile(filepath.Join(stateDir(), "classes", name, "roster.csv")); err != nil || strings.Count(string(csv), "\n") != 5 {
+		t.Fatalf("roster.csv: want a header and 4 lines: %v\n%s", err, csv)
 	}
 	var roster []struct{ Student, Host, SSH string }
 	data, _ = os.ReadFile(filepath.Join(stateDir(), "classes", name, "roster.json"))
@@ -177,6 +182,16 @@ func TestClassTwoHosts(t *testing.T) {
 	if r := mustLabforge(t, "ssh", "-n", onHV2[0], "--", "hostname"); strings.TrimSpace(r.stdout) != onHV2[0] {
 		t.Fatalf("labforge ssh through hv2: %q", r.stdout)
 	}
+
+	// One student on each hypervisor loses their work to a reset.
+	var onHere string
+	for _, s := range cls.Students {
+		if cls.Hosts[s] != uri {
+			onHere = s
+			break
+		}
+	}
+	resetStudents(t, name, onHere, onHV2[0])
 
 	ports := map[string]bool{}
 	for _, s := range cls.Students {

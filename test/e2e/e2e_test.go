@@ -210,7 +210,7 @@ func TestLabHost(t *testing.T) {
 	t.Run("verify fails on a wrong guest", func(t *testing.T) {
 		mustLabforge(t, "ssh", "-n", name, "--", "sudo", "setenforce", "0")
 		bad := filepath.Join(tmp, "bad.xml")
-		r := labforge(t, "verify", "-n", name, "--junit", bad, "--timeout", "45s")
+		r := labforge(t, "verify", "-n", name, "--junit", bad, "--timeout", "15s")
 		if r.code == 0 {
 			t.Fatalf("verify passed on a permissive guest:\n%s", r.stdout)
 		}
