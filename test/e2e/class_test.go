@@ -12,13 +12,8 @@ import (
 // TestClass makes a class of 3 linked clones on this hypervisor, verifies
 // them (one JUnit suite per host plus the fingerprint suite), resets one
 // (a file written before is gone after), and destroys the class.
-// TestClassTwoHosts does all of this over two hypervisors, so this runs
-// only when that one is skipped (LABFORGE_E2E_HOSTS=0).
 func TestClass(t *testing.T) {
 	needRoot(t)
-	if os.Getenv("LABFORGE_E2E_HOSTS") != "0" {
-		t.Skip("TestClassTwoHosts covers a class on this hypervisor (LABFORGE_E2E_HOSTS=0 runs this instead)")
-	}
 	const name = "e2e-cls"
 	labforge(t, "class", "destroy", name)
 	t.Cleanup(func() { labforge(t, "class", "destroy", name) })
