@@ -1,7 +1,10 @@
 package labs
 
 import (
+	"archive/tar"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -294,8 +297,45 @@ func TestStartInstallsAndKeepsStudentFiles(t *testing.T) {
 	if err := Install(context.Background(), h, c, Env{}, []byte("binary")); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(h.files[GuestCommand], "#!/bin/sh") || h.files[GuestBinary] != "binary" || len(h.files) != len(c.Exercises)+3 {
-		t.Errorf("install wrote %d files", len(h.files))
+	if h.files[GuestBinary] != "binary" || len(h.files) != 2 {
+		t.Errorf("install wrote %d files, want the binary and the course's archive", len(h.files))
+	}
+	// The archive, as tar on the host unpacks it from /.
+	owners := map[string]string{}
+	tr := tar.NewReader(strings.NewReader(h.files[courseTar]))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners[hdr.Name] = fmt.Sprintf("%s %o", hdr.Uname, hdr.Mode)
+		if hdr.Name == strings.TrimPrefix(GuestCommand, "/") {
+			data, _ := io.ReadAll(tr)
+			if !strings.HasPrefix(string(data), "#!/bin/sh") {
+				t.Errorf("%s is not the guest command", hdr.Name)
+			}
+		}
+	}
+	for name, want := range map[string]string{
+		"usr/local/bin/labs":                        "root 755",
+		"home/student/labs/":                        "student 755",
+		"home/student/labs/README.md":               "student 644",
+		"home/student/labs/p2-seccomp/":             "student 755",
+		"home/student/labs/p2-seccomp/README.md":    "student 644",
+		"home/student/labs/p1-daemon-map/README.md": "student 644",
+	} {
+		if owners[name] != want {
+			t.Errorf("%s in the archive: %q, want %q", name, owners[name], want)
+		}
+	}
+	if len(owners) != 2*len(c.Exercises)+3 {
+		t.Errorf("the archive holds %d entries, want %d", len(owners), 2*len(c.Exercises)+3)
+	}
+	if last := h.cmds[len(h.cmds)-1]; !strings.Contains(last, "tar -x -f "+courseTar+" -C /") {
+		t.Errorf("install's last command does not unpack the archive: %s", last)
 	}
 }
 

@@ -1,6 +1,8 @@
 package labs
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -61,13 +63,6 @@ func (v Env) Dir(e *Exercise) string { return path.Join(v.Home(), "labs", e.ID) 
 // command, labforge itself (self, when not nil and not already there) and
 // every exercise's instructions under ~/labs/ID/README.md.
 func Install(ctx context.Context, h Host, c *Course, v Env, self []byte) error {
-	guest, err := Guest()
-	if err != nil {
-		return fmt.Errorf("course files: %w", err)
-	}
-	if err := h.Put(ctx, GuestCommand, guest["labs"], 0o755, ""); err != nil {
-		return fmt.Errorf("install %s: %w", GuestCommand, err)
-	}
 	if self != nil {
 		sum := sha256.Sum256(self)
 		// 20 MB over SSH is seconds; skip it when the host has this build.
@@ -81,27 +76,81 @@ func Install(ctx context.Context, h Host, c *Course, v Env, self []byte) error {
 			}
 		}
 	}
-	var index strings.Builder
-	index.WriteString("# The container internals course\n\nRun `labs` for the list and your progress, `labs show ID` to read an exercise, `labs check ID` to check your work.\n\n")
-	for _, e := range c.Exercises {
-		fmt.Fprintf(&index, "- `%s` (part %d, %s): %s\n", e.ID, e.Part, strings.Join(e.Objectives, ", "), e.Title)
-		if err := h.Put(ctx, path.Join(v.Dir(e), "README.md"), []byte(e.Instructions), 0o644, v.user()); err != nil {
-			return fmt.Errorf("install instructions of %s: %w", e.ID, err)
-		}
-	}
-	if err := h.Put(ctx, path.Join(v.Home(), "labs", "README.md"), []byte(index.String()), 0o644, v.user()); err != nil {
-		return fmt.Errorf("install course index: %w", err)
-	}
-	// Put made the directories as root; the student must own them to work in them.
-	res, err := h.Run(ctx, "chown "+runx.Quote(v.user()+":")+" "+runx.Quote(path.Join(v.Home(), "labs"))+" && "+
-		"for d in "+runx.Quote(path.Join(v.Home(), "labs"))+"/*/; do chown "+runx.Quote(v.user()+":")+" \"$d\"; done")
+	// The other files go as one archive: one copy and one command, where
+	// a copy and a command each cost about a second under TCG.
+	archive, err := courseArchive(c, v)
 	if err != nil {
-		return fmt.Errorf("chown ~/labs: %w", err)
+		return fmt.Errorf("course files: %w", err)
+	}
+	if err := h.Put(ctx, courseTar, archive, 0o600, ""); err != nil {
+		return fmt.Errorf("install the course: %w", err)
+	}
+	labsDir := runx.Quote(path.Join(v.Home(), "labs"))
+	res, err := h.Run(ctx, "tar -x -f "+courseTar+" -C / && rm -f "+courseTar+" && "+
+		"if command -v restorecon >/dev/null; then restorecon -R "+labsDir+" "+GuestCommand+"; fi")
+	if err != nil {
+		return fmt.Errorf("install the course: %w", err)
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("chown ~/labs: exit %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
+		return fmt.Errorf("install the course: tar: exit %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
 	}
 	return nil
+}
+
+// courseTar is where Install puts the course's archive before unpacking it.
+const courseTar = "/var/lib/labforge/course.tar"
+
+// courseArchive is the tar of the course's files for the host, relative to
+// /: the student's command, and the student's ~/labs with the course index
+// and each exercise's instructions, owned by the student (tar, as root,
+// takes the owner from the name).
+func courseArchive(c *Course, v Env) ([]byte, error) {
+	guest, err := Guest()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	add := func(name string, data []byte, mode int64, owner string) error {
+		hdr := &tar.Header{Name: strings.TrimPrefix(name, "/"), Mode: mode, Size: int64(len(data)), ModTime: now,
+			Typeflag: tar.TypeReg, Uname: owner, Gname: owner}
+		if data == nil {
+			hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
+		}
+		if owner == "" {
+			hdr.Uname, hdr.Gname = "root", "root"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	if err := add(GuestCommand, guest["labs"], 0o755, ""); err != nil {
+		return nil, err
+	}
+	var index strings.Builder
+	index.WriteString("# The container internals course\n\nRun `labs` for the list and your progress, `labs show ID` to read an exercise, `labs check ID` to check your work.\n\n")
+	if err := add(path.Join(v.Home(), "labs"), nil, 0o755, v.user()); err != nil {
+		return nil, err
+	}
+	for _, e := range c.Exercises {
+		fmt.Fprintf(&index, "- `%s` (part %d, %s): %s\n", e.ID, e.Part, strings.Join(e.Objectives, ", "), e.Title)
+		if err := add(v.Dir(e), nil, 0o755, v.user()); err != nil {
+			return nil, err
+		}
+		if err := add(path.Join(v.Dir(e), "README.md"), []byte(e.Instructions), 0o644, v.user()); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(path.Join(v.Home(), "labs", "README.md"), []byte(index.String()), 0o644, v.user()); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // ScriptError is a setup, solution or reset script that failed.

@@ -20,7 +20,7 @@ import (
 type ciFlags struct {
 	up            upFlags
 	keep          bool
-	wrongAttempts bool
+	wrongAttempts []string // exercise ids, or "all"
 	only          []string
 	junit         string
 	on            string
@@ -37,7 +37,8 @@ course, and then for every exercise: start, start again (setup must be
 idempotent), check (it must fail: the exercise is not done), solve, check
 (it must pass, with retries while things settle), and reset. With
 --wrong-attempts it also plays each exercise's wrong attempts and expects
-the check they name to fail. The host is destroyed at the end (--keep
+the check they name to fail (--wrong-attempts=ID,ID: those exercises'
+only). The host is destroyed at the end (--keep
 leaves it up). One JUnit report holds the host's suite and a suite per
 exercise; the exit status is non-zero when anything failed.
 
@@ -58,7 +59,8 @@ booted the lab host for its own checks goes on to the course.`,
 	cmd.Flags().DurationVar(&f.up.bootTimeout, "boot-timeout", 10*time.Minute, "how long the guest may take to answer on SSH")
 	cmd.Flags().StringVar(&f.junit, "junit", "", "write the JUnit report to this file")
 	cmd.Flags().BoolVar(&f.keep, "keep", false, "leave the host up at the end")
-	cmd.Flags().BoolVar(&f.wrongAttempts, "wrong-attempts", false, "also play each exercise's wrong attempts")
+	cmd.Flags().StringSliceVar(&f.wrongAttempts, "wrong-attempts", nil, "also play the wrong attempts of every exercise (or of these, comma-separated ids)")
+	cmd.Flags().Lookup("wrong-attempts").NoOptDefVal = "all"
 	cmd.Flags().StringSliceVar(&f.only, "only", nil, "only these exercises (comma-separated ids)")
 	cmd.Flags().StringVar(&f.on, "on", "", "prove the course on this running instance instead of booting SPEC")
 	f.up.build.register(cmd)
@@ -80,6 +82,19 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 			}
 			list = append(list, e)
 		}
+	}
+	wrong := map[string]bool{}
+	for _, id := range f.wrongAttempts {
+		if id == "all" {
+			for _, e := range c.Exercises {
+				wrong[e.ID] = true
+			}
+			continue
+		}
+		if _, err := c.Get(id); err != nil {
+			return fmt.Errorf("--wrong-attempts: %w", err)
+		}
+		wrong[id] = true
 	}
 	self, err := selfBinary()
 	if err != nil {
@@ -132,7 +147,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 			if ctx.Err() != nil {
 				break
 			}
-			rep := ciExercise(ctx, out, h, env, e, f.wrongAttempts)
+			rep := ciExercise(ctx, out, h, env, e, wrong[e.ID])
 			rep.Host = hostName
 			reps = append(reps, rep)
 		}

@@ -50,6 +50,7 @@ func TestLabBadInputs(t *testing.T) {
 		{[]string{"lab", "solve", "p2-nope"}, `no exercise "p2-nope"`},
 		{[]string{"ci", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 		{[]string{"ci", "images/debian-base.yaml", "--only", "p2-nope"}, `no exercise "p2-nope"`},
+		{[]string{"ci", "images/debian-base.yaml", "--wrong-attempts=p2-seccomp,p2-nope"}, `--wrong-attempts: no exercise "p2-nope"`},
 	}
 	for _, c := range cases {
 		_, err := run(t, c.args...)

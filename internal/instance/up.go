@@ -271,7 +271,8 @@ func startOnPort(port int, pick func() (int, error), start func(port int) error,
 }
 
 // WaitSSH waits for the guest's SSH, failing at once if the domain stops
-// or its kernel panics, and quoting the console when it never answers.
+// or (on this machine) its kernel panics, and quoting the console when it
+// never answers.
 func WaitSSH(ctx context.Context, c *virt.Conn, inst *Instance, timeout time.Duration) (*sshx.Client, error) {
 	cfg, err := inst.SSHConfig()
 	if err != nil {
@@ -282,11 +283,18 @@ func WaitSSH(ctx context.Context, c *virt.Conn, inst *Instance, timeout time.Dur
 		return nil, err
 	}
 	defer stop()
-	pctx, unwatch := watchPanic(wctx, func() ([]byte, error) {
-		_, data, err := consoleBytes(c, inst, consoleTailBytes)
-		return data, err
-	}, 2*time.Second)
-	defer unwatch()
+	// The console is watched where it is a file here; on a remote
+	// hypervisor it is a volume, and reading it every few seconds would
+	// be a libvirt stream each time over the class's shared connection.
+	pctx := wctx
+	if inst.Host == "" {
+		var unwatch context.CancelFunc
+		pctx, unwatch = watchPanic(wctx, func() ([]byte, error) {
+			_, data, err := consoleBytes(c, inst, consoleTailBytes)
+			return data, err
+		}, 2*time.Second)
+		defer unwatch()
+	}
 	tctx, cancel := context.WithTimeout(pctx, timeout)
 	defer cancel()
 	client, err := sshx.Dial(tctx, cfg)

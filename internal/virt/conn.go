@@ -32,6 +32,10 @@ type Conn struct {
 	watchers map[int]watcher // lifecycle event listeners, see watch
 	nextID   int
 	poolMu   sync.Mutex // one pool definition at a time, see EnsurePool
+	// streamMu: one volume stream at a time. go-libvirt deadlocks when two
+	// goroutines read volumes over one connection at once (seen: two
+	// students' console reads on one hypervisor in a class).
+	streamMu sync.Mutex
 }
 
 // Remote says whether the hypervisor is another machine, whose disks

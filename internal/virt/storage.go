@@ -128,6 +128,8 @@ func (c *Conn) UploadVolume(ctx context.Context, name, format string, capacity, 
 	if err != nil {
 		return "", err
 	}
+	c.streamMu.Lock()
+	defer c.streamMu.Unlock()
 	if err := c.StorageVolUpload(v, ctxReader{ctx, r}, 0, size, 0); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -291,6 +293,8 @@ func (c *Conn) RemovePoolIfEmpty() error {
 
 // VolumeTail is the last n bytes of the volume called name.
 func (c *Conn) VolumeTail(name string, n uint64) ([]byte, error) {
+	c.streamMu.Lock()
+	defer c.streamMu.Unlock()
 	d, err := c.Volume(name)
 	if err != nil || d == nil {
 		return nil, errors.Join(err, fmt.Errorf("no volume %s on %s", name, c.target.Label()))

@@ -15,8 +15,8 @@ import (
 // ci --on proves each exercise and plays every wrong attempt, expecting the
 // check it names to fail (issue 4, acceptance 3). Then the student's path
 // (lab start, a mistake, lab check --json, the guest's labs command) is
-// driven through the CLI. TestContainerInternals proves the course without
-// the mistakes in every CI run.
+// driven through the CLI. TestContainerInternals proves the course, with
+// the mistakes of three exercises, in every CI run.
 func TestCourse(t *testing.T) {
 	needRoot(t)
 	if os.Getenv("LABFORGE_E2E_MISTAKES") != "1" {

@@ -99,17 +99,34 @@ func TestContainerInternals(t *testing.T) {
 		case "0":
 			t.Skip("LABFORGE_E2E_COURSE=0")
 		case "", "all":
-			proveCourse(t, name, nil)
+			// With the wrong attempts of three quick exercises: each must
+			// fail the check it names, with the hint for that mistake.
+			if n := proveCourse(t, name, nil, "--wrong-attempts="+strings.Join(mistakesInCI, ",")); n < 5 {
+				t.Fatalf("%d wrong attempts played, want at least 5 (issue 4, acceptance 3)", n)
+			}
 		default:
 			proveCourse(t, name, strings.Split(only, ","))
+		}
+		// The student's side, unpacked from the course's archive (each
+		// exercise's directory went with its reset).
+		out := ssh(`stat -c '%U %a %n' ~/labs ~/labs/README.md && ls -Z /usr/local/bin/labs && labs`)
+		for _, want := range []string{"student 755 /home/student/labs\n", "student 644 /home/student/labs/README.md", "bin_t", "p2-seccomp"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("the course on the host: no %q in:\n%s", want, out)
+			}
 		}
 	})
 }
 
+// mistakesInCI are the exercises whose wrong attempts every CI run plays
+// (five attempts, about 2 minutes): each is quick to start again.
+var mistakesInCI = []string{"p1-oci-layout", "p2-netns", "p2-seccomp"}
+
 // proveCourse runs `labforge ci --on name` on the exercises only (all
 // when nil) with extra flags (issue 4, acceptance 2), and fails for each
-// exercise whose suite is missing or has a failed step.
-func proveCourse(t *testing.T, name string, only []string, extra ...string) {
+// exercise whose suite is missing or has a failed step. It returns how many
+// wrong attempts were played (each one passed, or the test failed).
+func proveCourse(t *testing.T, name string, only []string, extra ...string) (wrong int) {
 	t.Helper()
 	report := filepath.Join(t.TempDir(), "course.xml")
 	if only != nil {
@@ -128,6 +145,9 @@ func proveCourse(t *testing.T, name string, only []string, extra ...string) {
 		steps := make([]string, 0, len(s.Testcases))
 		for _, tc := range s.Testcases {
 			steps = append(steps, tc.Name+" "+tc.Time+"s")
+			if strings.HasPrefix(tc.Name, "wrong attempt: ") {
+				wrong++
+			}
 		}
 		t.Logf("FIGURE %s: %ss, %d steps (%s)", s.Name, s.Time, s.Tests, strings.Join(steps, ", "))
 		for _, tc := range s.Testcases {
@@ -155,6 +175,7 @@ func proveCourse(t *testing.T, name string, only []string, extra ...string) {
 	if ci.code != 0 {
 		t.Fatalf("labforge ci --on %s: exit %d", name, ci.code)
 	}
+	return wrong
 }
 
 // TestSELinuxGate: a build stops when a step causes a denial the spec does
