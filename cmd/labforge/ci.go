@@ -295,9 +295,10 @@ func ciExercise(ctx context.Context, out io.Writer, h labs.Host, env labs.Env, e
 
 // ciWrongAttempt starts the exercise afresh, plays the mistake, and passes
 // when the check the attempt names fails (so the student sees its hint).
-func ciWrongAttempt(ctx context.Context, h labs.Host, env labs.Env, e *labs.Exercise, w labs.WrongAttempt) verify.CheckResult {
+func ciWrongAttempt(ctx context.Context, h labs.Host, env labs.Env, e *labs.Exercise, w labs.WrongAttempt) (r verify.CheckResult) {
 	t0 := time.Now()
-	r := verify.CheckResult{Name: "wrong attempt: " + w.Name, Type: "lab", Attempts: 1}
+	r = verify.CheckResult{Name: "wrong attempt: " + w.Name, Type: "lab", Attempts: 1}
+	// Named result: the deferred time lands in what the caller gets.
 	defer func() { r.Duration = time.Since(t0) }()
 	var log strings.Builder
 	for _, step := range []func() (string, error){
