@@ -40,7 +40,7 @@ func watchPanic(ctx context.Context, read func() ([]byte, error), every time.Dur
 			}
 			data, err := read()
 			if err != nil {
-				continue // not written yet, or the hypervisor is slow to say
+				continue // not written yet
 			}
 			if line := panicLine(data); line != "" {
 				cancel(fmt.Errorf("%w (%s)", ErrPanicked, line))
