@@ -100,20 +100,60 @@ func (s *artifactSet) records() []ArtifactRecord {
 	return out
 }
 
-// install copies every program into the tree.
+// install copies every program into the tree. It goes through an
+// os.Root, so neither a ".." that slipped past the spec's check nor a
+// link inside the tree (the tree is the distribution's, and a step's)
+// can take a write outside it onto the build host.
 func (s *artifactSet) install(root string) error {
+	tree, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer tree.Close()
 	for _, r := range s.results {
-		dir := filepath.Join(root, r.dest())
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
+		dir := strings.TrimPrefix(filepath.Clean("/"+r.dest()), "/")
+		if dir == "" {
+			dir = "."
+		}
+		if err := tree.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("install %s into %s: %w", r.Artifact.Name, r.dest(), err)
 		}
 		for _, b := range r.Binaries {
-			if err := copyFile(b.Path, filepath.Join(dir, b.Name), 0o755); err != nil {
-				return fmt.Errorf("install %s: %w", b.Name, err)
+			if err := copyInto(tree, b.Path, filepath.Join(dir, b.Name), 0o755); err != nil {
+				return fmt.Errorf("install %s into %s: %w", b.Name, r.dest(), err)
 			}
 		}
 	}
 	return nil
+}
+
+// copyInto copies the host file src to name inside tree, by way of a
+// temporary name there, so a reader never sees half a program.
+func copyInto(tree *os.Root, src, name string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := name + ".labforge-tmp"
+	out, err := tree.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		tree.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		tree.Remove(tmp)
+		return err
+	}
+	if err := tree.Chmod(tmp, mode); err != nil {
+		tree.Remove(tmp)
+		return err
+	}
+	return tree.Rename(tmp, name)
 }
 
 // OCIDir is where the course images wait in the guest, as OCI layouts,
@@ -148,24 +188,4 @@ func imagesNote(built []ociimage.Built) string {
 		names = append(names, b.Name)
 	}
 	return fmt.Sprintf("%d images: %s", len(built), strings.Join(names, ", "))
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(dst+".tmp", dst)
 }

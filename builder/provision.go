@@ -74,15 +74,25 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 	dom := instance.DomainPrefix + name
 	defer instance.Down(conn, name) //nolint:errcheck // gone already unless the build failed
 
+	// Only the steps this guest runs decide whether it gets the outside.
+	from := plan[first].Index
+	if from < 0 {
+		from = len(b.spec.Provision)
+	}
+	outside := b.spec.NeedsNetwork(from)
 	var client *sshx.Client
 	if err := b.step("boot build guest", func() (string, error) {
 		var err error
 		_, client, err = instance.Up(ctx, conn, instance.UpOptions{
 			Name: name, Spec: b.spec.Path, Image: parent, Overlay: plan[first].Path, User: buildUser,
 			MemoryMiB: uint(b.spec.VM.Memory.MiB()), CPUs: uint(b.spec.VM.CPUs), Accel: accel,
-			BootTimeout: 10 * time.Minute,
+			BootTimeout: 10 * time.Minute, Outside: outside,
 		})
-		return fmt.Sprintf("on layer %s, %s", parentKey, accel), err
+		net := "no network"
+		if outside {
+			net = "outside network"
+		}
+		return fmt.Sprintf("on layer %s, %s, %s", parentKey, accel, net), err
 	}); err != nil {
 		return err
 	}

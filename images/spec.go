@@ -70,6 +70,20 @@ type Step struct {
 	Name  string   `yaml:"name"`
 	Run   string   `yaml:"run"`
 	Files []string `yaml:"files"`
+	// Network gives the build guest the outside network (and with it the
+	// build host's loopback) while this step runs: only for a spec whose
+	// author is trusted, and only where a step must download.
+	Network bool `yaml:"network"`
+}
+
+// NeedsNetwork says whether any step from i on needs the outside network.
+func (s *Spec) NeedsNetwork(from int) bool {
+	for _, st := range s.Provision[min(from, len(s.Provision)):] {
+		if st.Network {
+			return true
+		}
+	}
+	return false
 }
 
 // Artifact is a set of programs built on the build host: an upstream
@@ -353,8 +367,10 @@ func (s *Spec) validateArtifacts() error {
 		default:
 			return s.errorf(field, "needs recipe (with version) or go (a main package directory)")
 		}
-		if a.Dest != "" && !strings.HasPrefix(a.Dest, "/") {
-			return s.errorf(field+".dest", "must be an absolute path in the guest, got %q", a.Dest)
+		if a.Dest != "" {
+			if err := s.guestPath(field+".dest", "guest", a.Dest); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -400,8 +416,10 @@ func (s *Spec) validateImages() error {
 					return err
 				}
 			}
-			if l.To != "" && !strings.HasPrefix(l.To, "/") {
-				return s.errorf(lf+".to", "must be an absolute path in the image, got %q", l.To)
+			if l.To != "" {
+				if err := s.guestPath(lf+".to", "image", l.To); err != nil {
+					return err
+				}
 			}
 		}
 		for k, p := range im.Ports {
@@ -409,6 +427,24 @@ func (s *Spec) validateImages() error {
 				return s.errorf(fmt.Sprintf("%s.ports[%d]", field, k), "must be a TCP port, got %d", p)
 			}
 		}
+	}
+	return nil
+}
+
+// guestPath checks a path inside the guest (or image) that a spec names:
+// absolute, with no ".." component and no control character, so that
+// joined under the tree being built it cannot name a file of the build host.
+func (s *Spec) guestPath(field, where, p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return s.errorf(field, "must be an absolute path in the %s, got %q", where, p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return s.errorf(field, "%q: a path in the %s may not contain \"..\"", p, where)
+		}
+	}
+	if strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return s.errorf(field, "%q: a path in the %s may not contain control characters", p, where)
 	}
 	return nil
 }

@@ -62,6 +62,10 @@ func TestBadSpecs(t *testing.T) {
 		{"image two sources", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{busybox: true, files: step.sh}]\n", `containerImages[0].layers[0]: give exactly one of busybox, binary, files`},
 		{"avc without reason", "name: x\nbase: debian-12\navc:\n  - match: comm=\"x\"\n", `bad.yaml:4: avc[0].reason: required`},
 		{"bad policy module", "name: x\nbase: debian-12\npolicyModules: [Bad-Name]\n", `bad.yaml:3: policyModules[0]: "Bad-Name" is neither`},
+		{"artifact dest leaves the tree", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /../../../etc/cron.hourly\n", `bad.yaml:7: artifacts[0].dest: "/../../../etc/cron.hourly": a path in the guest may not contain ".."`},
+		{"artifact dest inner dots", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /usr/local/../../../../root\n", `artifacts[0].dest: "/usr/local/../../../../root": a path in the guest may not contain ".."`},
+		{"artifact dest newline", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: \"/usr/bin\\n/etc\"\n", `artifacts[0].dest: "/usr/bin\n/etc": a path in the guest may not contain control characters`},
+		{"image layer to leaves the tree", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{files: ., to: /../../etc}]\n", `containerImages[0].layers[0].to: "/../../etc": a path in the image may not contain ".."`},
 		{"missing te", "name: x\nbase: debian-12\npolicyModules: [x.te]\n", `policyModules[0]: "x.te": no such file`},
 	}
 	for _, c := range cases {

@@ -110,7 +110,9 @@ func (s Seed) WriteISO(path string) error {
 		tmp.Close()
 		return fmt.Errorf("seed: write %s: %w", path, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	// The seed carries the guest's SSH host key: root's and the
+	// hypervisor's alone (libvirt hands it to QEMU while the guest runs).
+	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
 		return err
 	}

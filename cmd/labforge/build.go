@@ -63,11 +63,15 @@ func loadSpec(args []string) (*images.Spec, error) {
 func buildImage(ctx context.Context, spec *images.Spec, f buildFlags, quiet bool, out io.Writer) (*builder.Result, error) {
 	cache := paths.Cache()
 	logDir := filepath.Join(cache, "builds", spec.Name)
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	// A step's output may quote what it made (keys, tokens): root's only.
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(logDir, 0o700); err != nil {
 		return nil, err
 	}
 	logPath := filepath.Join(logDir, "build.log")
-	log, err := os.Create(logPath)
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}

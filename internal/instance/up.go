@@ -31,6 +31,9 @@ type UpOptions struct {
 	BootTimeout time.Duration // image boot to SSH-ready
 	Verify      string        // the spec's verify suite, recorded
 	SSHPort     int           // host port on 127.0.0.1 for the guest's SSH; 0 = a free one
+	// Outside gives the guest the outside network (see virt.MachineSpec);
+	// students' hosts never have it.
+	Outside bool
 	// Golden, on a remote hypervisor, is the volume in labforge's pool
 	// holding Image, which the guest's overlay volume is backed by.
 	Golden string
@@ -68,7 +71,7 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		}
 	}
 	dir := Dir(o.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := privateDir(dir, virt.HypervisorGID(virt.QEMUConf)); err != nil {
 		return nil, nil, err
 	}
 	defer func() {
@@ -110,7 +113,7 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, err
 	}
 	m := virt.MachineSpec{Name: dom, Description: "labforge instance " + o.Name + " of " + o.Spec,
-		Accel: o.Accel, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs}
+		Accel: o.Accel, MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Outside: o.Outside}
 	if c.Remote() {
 		err = remoteDisks(ctx, c, o.Golden, seedPath, &m)
 	} else {
@@ -158,12 +161,36 @@ func localDisks(ctx context.Context, o UpOptions, seed string, inst *Instance, m
 	if err := runx.Run(ctx, nil, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", o.Image, overlay); err != nil {
 		return fmt.Errorf("overlay: %w", err)
 	}
+	// What the guest writes (a cluster's CA, the student's work) is the
+	// guest's alone: libvirt hands the file to its QEMU user while it runs.
+	if err := os.Chmod(overlay, 0o600); err != nil {
+		return err
+	}
 	fw, err := virt.FindFirmware()
 	if err != nil {
 		return err
 	}
 	m.Disk, m.Seed, m.Firmware, m.NVRAM, m.Console = overlay, seed, fw, filepath.Join(inst.dir, "nvram.fd"), inst.ConsolePath()
 	return nil
+}
+
+// privateDir makes an instance's directory readable by root and the
+// hypervisor's group only (gid, or no group at all when -1: QEMU then
+// still passes through to the files libvirt gives it, but nobody lists
+// them). The seed holds the guest's SSH host key, the overlay all the
+// guest writes.
+func privateDir(dir string, gid int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	mode := os.FileMode(0o711)
+	if gid >= 0 {
+		if err := os.Chown(dir, os.Getuid(), gid); err != nil {
+			return err
+		}
+		mode = 0o750
+	}
+	return os.Chmod(dir, mode)
 }
 
 // remoteDisks makes the guest's volumes on a remote hypervisor: an overlay

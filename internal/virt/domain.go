@@ -27,6 +27,11 @@ type MachineSpec struct {
 	NVRAM       string   // the guest's own copy of the variable store ("" with Firmware)
 	Console     string   // serial console log file
 	SSHPort     int      // host port on 127.0.0.1 forwarded to the guest's 22
+	// Outside lets the guest open connections through slirp to whatever
+	// the hypervisor reaches, its own loopback included (slirp's gateway
+	// 10.0.2.2 is the host's 127.0.0.1). Off, slirp runs restricted: the
+	// guest keeps DHCP and the SSH forward in, and reaches nothing out.
+	Outside bool
 }
 
 // netdevID names the user-mode network backend in the QEMU command line.
@@ -71,7 +76,7 @@ func DomainXML(m MachineSpec) (string, error) {
 		// interface cannot forward ports: QEMU's slirp is set up directly,
 		// the forward bound to loopback only. q35 needs an explicit slot.
 		QEMUCommandline: &libvirtxml.DomainQEMUCommandline{Args: qemuArgs(
-			"-netdev", fmt.Sprintf("user,id=%s,hostfwd=tcp:127.0.0.1:%d-:22", netdevID, m.SSHPort),
+			"-netdev", NetdevArg(m),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,bus=pcie.0,addr=0x10", netdevID),
 		)},
 	}
@@ -98,6 +103,17 @@ func DomainXML(m MachineSpec) (string, error) {
 	}
 	// the serial device needs its type; libvirtxml takes it from Source.
 	return d.Marshal()
+}
+
+// NetdevArg is the guest's slirp backend: restricted unless m.Outside, so
+// an untrusted guest reaches neither the hypervisor's loopback nor what
+// the hypervisor reaches (a cloud's metadata service, its LAN).
+func NetdevArg(m MachineSpec) string {
+	restrict := "on"
+	if m.Outside {
+		restrict = "off"
+	}
+	return fmt.Sprintf("user,id=%s,restrict=%s,hostfwd=tcp:127.0.0.1:%d-:22", netdevID, restrict, m.SSHPort)
 }
 
 func qemuArgs(args ...string) []libvirtxml.DomainQEMUCommandlineArg {

@@ -3,6 +3,7 @@ package virt
 import (
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 )
@@ -16,6 +17,26 @@ func TestDomainXMLForwardsLoopbackOnly(t *testing.T) {
 	}
 	if !strings.Contains(x, "hostfwd=tcp:127.0.0.1:2222-:22") || strings.Count(x, "hostfwd=") != 1 {
 		t.Fatalf("want exactly one forward, from 127.0.0.1:2222:\n%s", x)
+	}
+}
+
+// A guest is restricted unless it was given the outside: slirp's gateway
+// is the hypervisor's loopback, which no untrusted guest may reach.
+func TestDomainXMLRestrictsGuestNetwork(t *testing.T) {
+	m := MachineSpec{Name: "labforge-t", Accel: TCG, MemoryMiB: 512, CPUs: 1, Disk: "/d.qcow2",
+		Firmware: Firmware{Code: "/c.fd", Vars: "/v.fd"}, NVRAM: "/n.fd", Console: "/c.log", SSHPort: 2222}
+	for _, tc := range []struct {
+		outside bool
+		want    string
+	}{{false, "restrict=on"}, {true, "restrict=off"}} {
+		m.Outside = tc.outside
+		x, err := DomainXML(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(x, "restrict=") != 1 || !strings.Contains(x, "user,id=lfnet0,"+tc.want+",") {
+			t.Fatalf("outside=%v: want %s on the slirp netdev:\n%s", tc.outside, tc.want, x)
+		}
 	}
 }
 
@@ -59,5 +80,22 @@ func TestIsPortConflict(t *testing.T) {
 	}
 	if IsPortConflict(nil, 2222) {
 		t.Error("nil error is a conflict")
+	}
+}
+
+func TestHypervisorGID(t *testing.T) {
+	dir := t.TempDir()
+	conf := dir + "/qemu.conf"
+	if err := os.WriteFile(conf, []byte("# group = \"nope\"\ngroup = \"+4242\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if g := HypervisorGID(conf); g != 4242 {
+		t.Fatalf("numeric group from qemu.conf: %d, want 4242", g)
+	}
+	if err := os.WriteFile(conf, []byte("group = \"no-such-group-here\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if g := HypervisorGID(conf); g != -1 {
+		t.Fatalf("unknown group: %d, want -1", g)
 	}
 }
