@@ -26,6 +26,7 @@ type Options struct {
 	CacheDir string    // where root file systems and images are kept
 	AptRoot  string    // the host's apt configuration, for the mirror
 	Log      io.Writer // full output of every command (nil: discarded)
+	LogPath  string    // or a file for it, opened (0600) once the build's lock is held
 	Progress Progress  // step-by-step progress (nil: silent)
 	Force    bool      // rebuild the image even when it is cached
 	BaseFile string    // a cloud base image the user supplies (checked against the catalogue)
@@ -35,6 +36,22 @@ type Options struct {
 type Progress interface {
 	Start(step string)
 	Done(step string, d time.Duration, note string, err error)
+}
+
+// openLog opens a build's log, truncated, readable by root alone: a
+// step's output may quote what it made (keys, tokens).
+func openLog(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return f, f.Chmod(0o600)
 }
 
 // Result is what a build made.
@@ -146,14 +163,34 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	if opts.AptRoot == "" {
 		opts.AptRoot = "/etc/apt"
 	}
-	if opts.Log == nil {
-		opts.Log = io.Discard
+	var waited time.Time
+	const waitStep = "wait for the other build"
+	unlock, err := lockBuild(ctx, opts.CacheDir, spec.Name, func(lock string) {
+		if opts.Progress != nil {
+			waited = time.Now()
+			opts.Progress.Start(waitStep)
+		}
+	})
+	if !waited.IsZero() {
+		opts.Progress.Done(waitStep, time.Since(waited), "another labforge was building "+spec.Name, err)
 	}
-	unlock, err := lockBuild(opts.CacheDir, spec.Name)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	// The log is opened only under the lock: a second build must not
+	// truncate the log of the one it waited for.
+	if opts.LogPath != "" {
+		f, err := openLog(opts.LogPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		opts.Log = f
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
 	b := &build{opts: opts, spec: spec, fam: fam, times: map[string]string{}}
 	var arts *artifactSet
 	if len(spec.Artifacts) > 0 {
@@ -301,7 +338,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 	if err := os.MkdirAll(filepath.Join(cache, "images"), 0o755); err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(cache, ".work-"+b.spec.Name+"-")
+	work, err := os.MkdirTemp(cache, workPrefix(b.spec.Name))
 	if err != nil {
 		return nil, err
 	}

@@ -1,27 +1,48 @@
 package builder
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
 )
 
 // lockBuild makes builds of one spec exclusive and clears what an earlier,
-// killed build of it left.
-func lockBuild(cacheDir, name string) (func(), error) {
+// killed build of it left. A build already running is waited for (its
+// image is then most likely cached for this one), calling waiting once,
+// until ctx ends.
+func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock string)) (func(), error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := fsx.Lock(filepath.Join(cacheDir, ".build-"+name+".lock"), false)
-	if err != nil {
-		return nil, fmt.Errorf("another labforge is building %s (lock %s)", name, filepath.Join(cacheDir, ".build-"+name+".lock"))
+	path := filepath.Join(cacheDir, ".build-"+name+".lock")
+	told := false
+	for {
+		unlock, err := fsx.Lock(path, false)
+		if err == nil {
+			// Names may hold dashes but never dots: ".work-lab.*" cannot
+			// match the live work directory of spec lab-x.
+			stale, _ := filepath.Glob(filepath.Join(cacheDir, workPrefix(name)+"*"))
+			for _, d := range stale {
+				removeTree(filepath.Join(d, "rootfs"))
+				os.RemoveAll(d)
+			}
+			return unlock, nil
+		}
+		if !told && waiting != nil {
+			waiting(path)
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("another labforge is building %s (lock %s): %w", name, path, context.Cause(ctx))
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	stale, _ := filepath.Glob(filepath.Join(cacheDir, ".work-"+name+"-*"))
-	for _, d := range stale {
-		removeTree(filepath.Join(d, "rootfs"))
-		os.RemoveAll(d)
-	}
-	return unlock, nil
 }
+
+// workPrefix starts the name of a build's private work directory.
+func workPrefix(name string) string { return ".work-" + name + "." }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -62,22 +61,9 @@ func loadSpec(args []string) (*images.Spec, error) {
 // buildImage builds spec with a log file in the cache's build directory.
 func buildImage(ctx context.Context, spec *images.Spec, f buildFlags, quiet bool, out io.Writer) (*builder.Result, error) {
 	cache := paths.Cache()
-	logDir := filepath.Join(cache, "builds", spec.Name)
-	// A step's output may quote what it made (keys, tokens): root's only.
-	if err := os.MkdirAll(logDir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(logDir, 0o700); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(logDir, "build.log")
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
+	logPath := filepath.Join(cache, "builds", spec.Name, "build.log")
 	res, err := builder.Build(ctx, spec, builder.Options{
-		CacheDir: cache, Log: log, Progress: newStepPrinter(out, quiet), Force: f.force, BaseFile: f.baseFile,
+		CacheDir: cache, LogPath: logPath, Progress: newStepPrinter(out, quiet), Force: f.force, BaseFile: f.baseFile,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w (full log: %s)", spec.Name, err, logPath)

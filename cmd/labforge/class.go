@@ -18,7 +18,7 @@ import (
 
 func newClassCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "class", Short: "Stamp out a classroom of identical hosts from one golden image"}
-	cmd.AddCommand(newClassCreateCmd(g), newClassStatusCmd(), newClassVerifyCmd(), newClassResetCmd(), newClassDestroyCmd())
+	cmd.AddCommand(newClassCreateCmd(g), newClassStatusCmd(), newClassVerifyCmd(), newClassResetCmd(), newClassStartCmd(), newClassStopCmd(), newClassDestroyCmd())
 	return cmd
 }
 
@@ -206,6 +206,54 @@ func newClassResetCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts reset at once")
+	return cmd
+}
+
+func newClassStartCmd() *cobra.Command {
+	var parallel int
+	cmd := &cobra.Command{
+		Use:   "start NAME",
+		Short: "Boot the class's stopped hosts again, each on its own disk",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := class.Load(args[0])
+			if err != nil {
+				return err
+			}
+			results, err := class.Start(cmd.Context(), c, parallel, 15*time.Minute)
+			for _, r := range results {
+				if r.Err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: up in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts started at once")
+	return cmd
+}
+
+func newClassStopCmd() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "stop NAME",
+		Short: "Shut every host of the class down, keeping the students' disks",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := class.Load(args[0])
+			if err != nil {
+				return err
+			}
+			results, err := class.Stop(cmd.Context(), c, len(c.Students), timeout)
+			for _, r := range results {
+				if r.Err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: stopped in %s\n", r.Student, r.Took.Round(time.Second))
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long a guest may take to power off before it is pulled")
 	return cmd
 }
 

@@ -83,6 +83,64 @@ func allInstances(conn *virt.Conn) ([]string, error) {
 	return out, nil
 }
 
+func newStartCmd() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "start [NAME]",
+		Short: "Boot a stopped instance again on its own disk (after a host reboot or a poweroff)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := argOr(args, "default")
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			t0 := time.Now()
+			inst, client, err := instance.Start(cmd.Context(), conn, name, timeout)
+			if err != nil {
+				return err
+			}
+			client.Close()
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: up in %s; log in: %s\n", name, time.Since(t0).Round(time.Second), inst.SSHCommand())
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "boot-timeout", 15*time.Minute, "how long to wait for SSH")
+	return cmd
+}
+
+func newStopCmd() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "stop [NAME]",
+		Short: "Shut an instance down cleanly, keeping its disk (labforge start boots it again)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := argOr(args, "default")
+			conn, err := virt.Connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if err := instance.Stop(cmd.Context(), conn, name, timeout); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: stopped\n", name)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long the guest may take to power off before it is pulled")
+	return cmd
+}
+
+func argOr(args []string, def string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return def
+}
+
 func newSSHCmd() *cobra.Command {
 	var name string
 	cmd := &cobra.Command{

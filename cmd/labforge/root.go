@@ -29,7 +29,7 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and results")
 	root.PersistentFlags().BoolVar(&progressJSON, "progress-json", false, "report build and boot steps as JSON lines (for tools driving labforge)")
 	root.AddCommand(
-		newBuildCmd(g), newUpCmd(g), newDownCmd(), newSSHCmd(), newVerifyCmd(),
+		newBuildCmd(g), newUpCmd(g), newStartCmd(), newStopCmd(), newDownCmd(), newSSHCmd(), newVerifyCmd(),
 		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
 		newLabCmd(), newCICmd(g),
 	)

@@ -19,6 +19,7 @@ import (
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
 )
 
@@ -332,6 +333,54 @@ func Reset(ctx context.Context, c *Class, students []string, parallel int, accel
 		}
 	}
 	return results, errors.Join(append(errs, refreshRosters(c))...)
+}
+
+// Start boots the class's stopped hosts again on their own disks (after a
+// host reboot, say), at most parallel at a time; hosts already up stay.
+func Start(ctx context.Context, c *Class, parallel int, bootTimeout time.Duration) ([]HostResult, error) {
+	var cs conns
+	defer cs.close()
+	results := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) HostResult {
+		t0 := time.Now()
+		r := HostResult{Student: s, Host: c.HostOf(s)}
+		conn, err := cs.get(ctx, r.Host)
+		if err == nil {
+			var client *sshx.Client
+			if r.Instance, client, err = instance.Start(ctx, conn, s, bootTimeout); err == nil {
+				client.Close()
+			}
+		}
+		r.Err, r.Took = err, time.Since(t0)
+		return r
+	})
+	return results, joinHostErrors(results)
+}
+
+// Stop shuts every host of the class down cleanly, keeping their disks.
+func Stop(ctx context.Context, c *Class, parallel int, timeout time.Duration) ([]HostResult, error) {
+	var cs conns
+	defer cs.close()
+	results := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) HostResult {
+		t0 := time.Now()
+		r := HostResult{Student: s, Host: c.HostOf(s)}
+		conn, err := cs.get(ctx, r.Host)
+		if err == nil {
+			err = instance.Stop(ctx, conn, s, timeout)
+		}
+		r.Err, r.Took = err, time.Since(t0)
+		return r
+	})
+	return results, joinHostErrors(results)
+}
+
+func joinHostErrors(results []HostResult) error {
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Student, r.Err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Destroy removes every host of the class on every hypervisor, the golden

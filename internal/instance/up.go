@@ -54,8 +54,14 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 	// We hold the lock, so no other labforge is working on this name: a
 	// record that never became ready is what a killed `up` left behind,
 	// and is cleaned below like any other leftover.
-	if existing, lerr := Load(o.Name); lerr == nil && existing.Ready && c.Running(existing.Domain) {
-		return nil, nil, fmt.Errorf("instance %q is already up (ssh port %d); run `labforge down %s` first", o.Name, existing.SSHPort, o.Name)
+	if existing, lerr := Load(o.Name); lerr == nil && existing.Ready {
+		// A host that once came up holds the student's work: whether it
+		// runs, is shut off (a host reboot, poweroff in the guest) or
+		// paused, up never touches it.
+		if c.Running(existing.Domain) {
+			return nil, nil, fmt.Errorf("instance %q is already up (ssh port %d); run `labforge down %s` first", o.Name, existing.SSHPort, o.Name)
+		}
+		return nil, nil, fmt.Errorf("instance %q exists and is stopped; `labforge start %s` boots it again with its disk, `labforge down %s` removes it", o.Name, o.Name, o.Name)
 	}
 	// Anything left by an earlier run that was killed goes first.
 	if err := removeAll(c, o.Name); err != nil {

@@ -361,3 +361,53 @@ func (c *Conn) SnapshotDisk(name, dev, path string) error {
 	}
 	return nil
 }
+
+// Boot starts the defined domain called name, or resumes it when paused.
+// A running domain is left as it is.
+func (c *Conn) Boot(name string) error {
+	dom, err := c.DomainLookupByName(name)
+	if err != nil {
+		if isNoDomain(err) {
+			return fmt.Errorf("no domain %s: its definition is gone (`labforge down` removes the rest)", name)
+		}
+		return err
+	}
+	state, _, err := c.DomainGetState(dom, 0)
+	if err != nil {
+		return err
+	}
+	switch libvirt.DomainState(state) {
+	case libvirt.DomainRunning:
+		return nil
+	case libvirt.DomainPaused, libvirt.DomainPmsuspended:
+		return c.DomainResume(dom)
+	}
+	if err := c.DomainCreate(dom); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	return nil
+}
+
+// Shutdown asks the guest called name to power off (ACPI) and waits up to
+// timeout, then pulls the plug. A domain already off is left as it is.
+func (c *Conn) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	dom, err := c.DomainLookupByName(name)
+	if err != nil {
+		return err
+	}
+	if state, _, err := c.DomainGetState(dom, 0); err == nil && libvirt.DomainState(state) == libvirt.DomainShutoff {
+		return nil
+	}
+	if err := c.DomainShutdown(dom); err != nil && !isNoDomain(err) {
+		return fmt.Errorf("shut down %s: %w", name, err)
+	}
+	if err := c.WaitStopped(ctx, name, timeout); err == nil {
+		return nil
+	} else if ctx.Err() != nil {
+		return err
+	}
+	if err := c.DomainDestroy(dom); err != nil && !isNoDomain(err) {
+		return fmt.Errorf("power off %s: %w", name, err)
+	}
+	return nil
+}

@@ -133,8 +133,11 @@ var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 // check walks node against type t, recording lines and rejecting unknown
 // fields and values of the wrong kind before yaml fills the struct.
 func check(file string, n *yaml.Node, t reflect.Type, path string, lines Lines) error {
+	// An alias repeats a node wherever it is used, so a few lines of
+	// aliases to aliases expand to gigabytes (the billion laughs). Specs,
+	// suites and exercises are short and plain: none is allowed.
 	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+		return &Error{File: file, Line: n.Line, Field: path, Msg: fmt.Sprintf("YAML aliases (*%s) are not allowed: write the value out", n.Value)}
 	}
 	if path != "" {
 		lines[path] = n.Line

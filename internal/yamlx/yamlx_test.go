@@ -1,6 +1,7 @@
 package yamlx
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -33,6 +34,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"", `s.yaml: empty document`},
 		{"name: a\nname: b\n", `s.yaml:2: name: given twice (first at line 1)`},
 		{"env:\n  A: b\n  A: c\n", `s.yaml:3: env.A: given twice (first at line 2)`},
+		{"name: &n a\nsteps:\n  - name: *n\n", `s.yaml:3: steps[0].name: YAML aliases (*n) are not allowed`},
 	}
 	for _, c := range cases {
 		var s spec
@@ -43,6 +45,27 @@ func TestDecodeErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("doc %q: error is not one line: %q", c.doc, err)
 		}
+	}
+}
+
+// A few kilobytes of nested aliases would expand to gigabytes: refused
+// at the first alias, before anything is expanded.
+func TestDecodeRefusesAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 30; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	b.WriteString("name: *a29\n")
+	var s spec
+	_, err := Decode("s.yaml", []byte(b.String()), &s)
+	if err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("alias bomb: %v", err)
+	}
+	// The same inside a field the walk descends into.
+	_, err = Decode("s.yaml", []byte("env:\n  A: &a x\n  B: *a\n"), &s)
+	if err == nil || !strings.Contains(err.Error(), "s.yaml:3: env.B: YAML aliases (*a) are not allowed") {
+		t.Fatalf("alias in a map: %v", err)
 	}
 }
 

@@ -207,6 +207,10 @@ func TestLabHost(t *testing.T) {
 		}
 	})
 
+	t.Run("the guest reaches nothing of the hypervisor", func(t *testing.T) { guestReachesNoHost(t, name) })
+
+	t.Run("instance files are root's and the hypervisor's only", func(t *testing.T) { instanceFilesPrivate(t, name) })
+
 	t.Run("verify fails on a wrong guest", func(t *testing.T) {
 		mustLabforge(t, "ssh", "-n", name, "--", "sudo", "setenforce", "0")
 		bad := filepath.Join(tmp, "bad.xml")
@@ -294,6 +298,39 @@ func TestLabHost(t *testing.T) {
 			}
 		}
 		t.Logf("%d logs checked for %d secrets", len(logs), len(secrets))
+	})
+
+	// Last, as it reboots the guest: a stopped host keeps the student's work.
+	t.Run("a stopped host keeps its disk: up refuses, start boots it", func(t *testing.T) {
+		mustLabforge(t, "ssh", "-n", name, "--", "echo my-work > ~/work.txt && sync")
+		stop := mustLabforge(t, "stop", name)
+		if st := strings.TrimSpace(virsh(t, "domstate", dom)); st != "shut off" {
+			t.Fatalf("after stop the domain is %q", st)
+		}
+		r := labforge(t, "up", baseSpec, "--name", name)
+		if r.code == 0 || !strings.Contains(r.stderr, "exists and is stopped") {
+			t.Fatalf("up over a stopped instance: exit %d: %s", r.code, r.stderr)
+		}
+		start := mustLabforge(t, "start", name)
+		t.Logf("FIGURE stop %s, start to SSH-ready %s", stop.took.Round(100*time.Millisecond), start.took.Round(100*time.Millisecond))
+		if out := mustLabforge(t, "ssh", "-n", name, "--", "cat ~/work.txt").stdout; strings.TrimSpace(out) != "my-work" {
+			t.Fatalf("the student's file after stop and start: %q", out)
+		}
+		// A poweroff from inside the guest is the same: nothing is removed.
+		labforge(t, "ssh", "-n", name, "--", "sudo systemctl poweroff")
+		deadline := time.Now().Add(3 * time.Minute)
+		for strings.TrimSpace(virsh(t, "domstate", dom)) != "shut off" {
+			if time.Now().After(deadline) {
+				t.Fatal("the guest did not power off")
+			}
+			time.Sleep(2 * time.Second)
+		}
+		if r := labforge(t, "up", baseSpec, "--name", name); r.code == 0 || !strings.Contains(r.stderr, "exists and is stopped") {
+			t.Fatalf("up over a powered-off instance: exit %d: %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(stateDir(), "instances", name, "disk.qcow2")); err != nil {
+			t.Fatalf("the disk after a refused up: %v", err)
+		}
 	})
 
 	down := mustLabforge(t, "down", name)
