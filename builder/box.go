@@ -68,6 +68,11 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (*Box
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return nil, err
 	}
+	release, err := UseCache(work)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	tmp, err := os.MkdirTemp(work, ".box-")
 	if err != nil {
 		return nil, err

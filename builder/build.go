@@ -163,6 +163,11 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	if opts.AptRoot == "" {
 		opts.AptRoot = "/etc/apt"
 	}
+	release, err := UseCache(opts.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var waited time.Time
 	const waitStep = "wait for the other build"
 	unlock, err := lockBuild(ctx, opts.CacheDir, spec.Name, func(lock string) {

@@ -2,12 +2,15 @@ package builder
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/labforge/labforge/internal/fsx"
 )
 
 // CacheEntry is one thing in the cache.
@@ -61,6 +64,33 @@ func CacheList(cacheDir string) ([]CacheEntry, error) {
 	return out, nil
 }
 
+// leftoverGlobs are the temporary names that builds, exports, uploads and
+// image checks use in the cache, relative to it.
+var leftoverGlobs = []string{".work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/*.tmp"}
+
+// leftovers lists what killed labforge runs left in the cache. Only
+// meaningful while the cache lock is held exclusively.
+func leftovers(cacheDir string) []CacheEntry {
+	var out []CacheEntry
+	for _, g := range leftoverGlobs {
+		m, _ := filepath.Glob(filepath.Join(cacheDir, g))
+		for _, p := range m {
+			st, err := os.Lstat(p)
+			if err != nil {
+				continue
+			}
+			e := CacheEntry{Kind: "leftover", Key: strings.TrimPrefix(p, cacheDir+"/"), Path: p, Used: st.ModTime(), files: []string{p}}
+			if st.IsDir() {
+				e.Kind, e.Bytes = "leftover-dir", du(p)
+			} else {
+				e.Bytes = allocatedBytes(st)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func fileEntry(kind, p string) CacheEntry {
 	e := CacheEntry{Kind: kind, Path: p, files: []string{p}}
 	if st, err := os.Stat(p); err == nil {
@@ -72,7 +102,12 @@ func fileEntry(kind, p string) CacheEntry {
 // CacheRemove deletes an entry with everything that goes with it.
 func CacheRemove(e CacheEntry) error {
 	for _, f := range e.files {
-		if e.Kind == "rootfs" && f == e.Path {
+		// A root fs, or a killed run's tree, may still have mounts in it.
+		if (e.Kind == "rootfs" || e.Kind == "leftover-dir") && f == e.Path {
+			if e.Kind == "leftover-dir" {
+				_ = unmount(filepath.Join(f, "root")) // an image check's loop mount
+				removeTree(filepath.Join(f, "rootfs"))
+			}
 			removeTree(f)
 			continue
 		}
@@ -100,6 +135,14 @@ func du(dir string) int64 {
 // every layer built on a removed entry, and never an entry that one of
 // inUse (images of existing instances) is built on. It returns what it removed.
 func CachePrune(cacheDir string, cutoff time.Time, inUse []string) ([]CacheEntry, error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := fsx.Lock(cacheLock(cacheDir), false)
+	if err != nil {
+		return nil, fmt.Errorf("the cache %s is in use by another labforge (a build, an export, an upload or an image check): prune when it is done", cacheDir)
+	}
+	defer unlock()
 	entries, err := CacheList(cacheDir)
 	if err != nil {
 		return nil, err
@@ -141,6 +184,14 @@ func CachePrune(cacheDir string, cutoff time.Time, inUse []string) ([]CacheEntry
 		}
 	}
 	var removed []CacheEntry
+	// Nobody else holds the cache: every temporary file in it was left by
+	// a labforge that was killed.
+	for _, e := range leftovers(cacheDir) {
+		if err := CacheRemove(e); err != nil {
+			return removed, err
+		}
+		removed = append(removed, e)
+	}
 	for _, e := range entries {
 		if gone[e.Key] {
 			if err := CacheRemove(e); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,5 +53,59 @@ func TestCachePrune(t *testing.T) {
 	removed, err = CachePrune(cache, time.Now().Add(-24*time.Hour), []string{filepath.Join(cache, "layers", "cccc.qcow2")})
 	if err != nil || len(removed) != 0 {
 		t.Fatalf("pruned %v (%v) under a running instance", removed, err)
+	}
+}
+
+// Prune takes the cache for itself: refused while another labforge uses
+// it, and then it clears what killed runs left, but nothing that is an
+// entry or a lock.
+func TestCachePruneLockAndLeftovers(t *testing.T) {
+	cache := t.TempDir()
+	left := []string{".work-lab.123/rootfs/etc", ".tree-9/root", ".box-1", "upload-5", "rootfs/.tmp-abc-1/x", "bin/.build-kubernetes-7/out"}
+	for _, d := range left {
+		if err := os.MkdirAll(filepath.Join(cache, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := []string{".build-lab.lock", "bin/kubernetes-v1/kubectl", "bases/rocky.qcow2.part"}
+	for _, f := range keep {
+		os.MkdirAll(filepath.Dir(filepath.Join(cache, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(cache, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release, err := UseCache(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CachePrune(cache, time.Now(), nil); err == nil {
+		t.Fatal("prune ran while a build held the cache")
+	}
+	for _, d := range left {
+		if _, err := os.Stat(filepath.Join(cache, d)); err != nil {
+			t.Fatalf("a refused prune removed %s", d)
+		}
+	}
+	release()
+	removed, err := CachePrune(cache, time.Now().Add(-time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != len(left) {
+		t.Fatalf("removed %d leftovers, want %d: %+v", len(removed), len(left), removed)
+	}
+	for _, d := range left {
+		top := filepath.Join(cache, strings.SplitN(d, "/", 2)[0])
+		if strings.HasPrefix(d, "rootfs/") || strings.HasPrefix(d, "bin/") {
+			top = filepath.Join(cache, strings.Join(strings.SplitN(d, "/", 3)[:2], "/"))
+		}
+		if _, err := os.Stat(top); !os.IsNotExist(err) {
+			t.Errorf("leftover %s still there", top)
+		}
+	}
+	for _, f := range keep {
+		if _, err := os.Stat(filepath.Join(cache, f)); err != nil {
+			t.Errorf("prune removed %s", f)
+		}
 	}
 }

@@ -46,3 +46,17 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 
 // workPrefix starts the name of a build's private work directory.
 func workPrefix(name string) string { return ".work-" + name + "." }
+
+// cacheLock is held shared by everything that writes temporary files into
+// the cache (builds, exports, uploads, image checks), and exclusively by
+// `cache prune`, which may then take any such file for a leftover.
+func cacheLock(cacheDir string) string { return filepath.Join(cacheDir, ".cache.lock") }
+
+// UseCache holds the cache open for writing until the returned func is
+// called; it waits while a prune runs.
+func UseCache(cacheDir string) (func(), error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	return fsx.LockShared(cacheLock(cacheDir), true)
+}

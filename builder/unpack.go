@@ -23,6 +23,7 @@ type Tree struct {
 	Root    string
 	dir     string
 	mounted bool
+	release func() // the shared hold on the cache, while dir exists
 	// Labels says whether SELinux labels are visible (a loop mount shows
 	// them; an unpacked copy does not).
 	Labels bool
@@ -32,11 +33,16 @@ type Tree struct {
 // loop mount where the host allows one, else unpacked with debugfs, which
 // needs neither a loop device nor mount rights.
 func OpenTree(ctx context.Context, image, tmpDir string) (*Tree, error) {
-	dir, err := os.MkdirTemp(tmpDir, ".tree-")
+	release, err := UseCache(tmpDir)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tree{Root: filepath.Join(dir, "root"), dir: dir}
+	dir, err := os.MkdirTemp(tmpDir, ".tree-")
+	if err != nil {
+		release()
+		return nil, err
+	}
+	t := &Tree{Root: filepath.Join(dir, "root"), dir: dir, release: release}
 	raw := filepath.Join(dir, "disk.raw")
 	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-O", "raw", image, raw); err != nil {
 		t.Close()
@@ -110,5 +116,9 @@ func (t *Tree) Close() error {
 			return fmt.Errorf("umount %s: %w: %s", t.Root, err, out)
 		}
 	}
-	return os.RemoveAll(t.dir)
+	err := os.RemoveAll(t.dir)
+	if t.release != nil {
+		t.release()
+	}
+	return err
 }

@@ -51,6 +51,12 @@ func TestBadInputs(t *testing.T) {
 		{"bad instance name", nil, []string{"down", "Bad_Name"}, `invalid instance name "Bad_Name"`},
 		{"SSH port taken", noLibvirt, []string{"up", write("p.yaml", "name: p\nbase: alma-9\n"), "--base-file", notAlma, "-n", "porttest", "--ssh-port", port},
 			"ssh port 127.0.0.1:" + port + " is already in use; pick another --ssh-port or leave it out to get a free one"},
+		{"artifact dest leaves the tree", nil, []string{"build", write("q.yaml", "name: q\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /../../../etc/cron.hourly\n")}, `q.yaml:7: artifacts[0].dest: "/../../../etc/cron.hourly": a path in the guest may not contain ".."`},
+		{"image layer to leaves the tree", nil, []string{"build", write("r.yaml", "name: r\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{busybox: true}, {files: ., to: /../x}]\n")}, `r.yaml:5: containerImages[0].layers[1].to: "/../x": a path in the image may not contain ".."`},
+		{"YAML alias bomb", nil, []string{"build", write("s.yaml", "name: &n s\nbase: debian-12\ndescription: *n\n")}, `s.yaml:3: description: YAML aliases (*n) are not allowed`},
+		{"negative prune age", nil, []string{"cache", "prune", "--older-than", "-1h"}, "--older-than -1h0m0s: must not be negative"},
+		{"start a missing instance", noLibvirt, []string{"start", "nope"}, `no instance "nope"`},
+		{"stop a bad name", noLibvirt, []string{"stop", "../etc"}, `invalid instance name "../etc"`},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {

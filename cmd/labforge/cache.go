@@ -40,6 +40,9 @@ func newCacheCmd() *cobra.Command {
 		Short: "Remove entries not written for a while (and the layers built on them), never what an instance uses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if olderThan < 0 {
+				return fmt.Errorf("--older-than %s: must not be negative (0 removes everything no instance uses)", olderThan)
+			}
 			var inUse []string
 			names, err := instance.List()
 			if err != nil {

@@ -91,6 +91,9 @@ func newStartCmd() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := argOr(args, "default")
+			if _, err := instance.Load(name); err != nil {
+				return err
+			}
 			conn, err := virt.Connect(cmd.Context(), true)
 			if err != nil {
 				return err
@@ -118,6 +121,9 @@ func newStopCmd() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := argOr(args, "default")
+			if _, err := instance.Load(name); err != nil {
+				return err
+			}
 			conn, err := virt.Connect(cmd.Context(), true)
 			if err != nil {
 				return err

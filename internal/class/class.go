@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
@@ -245,6 +246,11 @@ func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upl
 	}
 	src := image
 	if backed {
+		release, err := builder.UseCache(paths.Cache())
+		if err != nil {
+			return u, err
+		}
+		defer release()
 		tmp, err := os.MkdirTemp(paths.Cache(), "upload-")
 		if err != nil {
 			return u, err

@@ -29,12 +29,17 @@ func SHA256(path string) (string, error) {
 // Lock takes an exclusive lock on path, waiting for it when wait is true.
 // The lock dies with the process, so a build killed with -9 never leaves
 // one behind; what it leaves on disk is cleaned by the next holder.
-func Lock(path string, wait bool) (func(), error) {
+func Lock(path string, wait bool) (func(), error) { return flock(path, syscall.LOCK_EX, wait) }
+
+// LockShared takes a shared lock on path: many holders at once, none
+// while someone holds it exclusively.
+func LockShared(path string, wait bool) (func(), error) { return flock(path, syscall.LOCK_SH, wait) }
+
+func flock(path string, how int, wait bool) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	how := syscall.LOCK_EX
 	if !wait {
 		how |= syscall.LOCK_NB
 	}
