@@ -149,7 +149,7 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 		return nil, fmt.Errorf("base %s: %w", base.Name, err)
 	}
 	if fam.RootFS == family.CloudImage {
-		path, err := ensureCloudBase(ctx, opts.CacheDir, base, opts.BaseFile)
+		path, err := ensureCloudBase(ctx, opts.CacheDir, base, opts.BaseFile, opts.Log)
 		if err != nil {
 			return nil, err
 		}
