@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -311,6 +312,15 @@ func (s *Spec) validate() error {
 			if _, err := s.resolve(field, m); err != nil {
 				return err
 			}
+			// Its .fc and .if go with it, when there are any.
+			for _, ext := range []string{".fc", ".if"} {
+				sib := strings.TrimSuffix(m, ".te") + ext
+				if _, err := os.Lstat(filepath.Join(s.Dir, sib)); err == nil {
+					if _, err := s.resolve(field, sib); err != nil {
+						return err
+					}
+				}
+			}
 			continue
 		}
 		if !policyNameRe.MatchString(m) {
@@ -476,19 +486,54 @@ func (s *Spec) ArtifactDir(a Artifact) string { return filepath.Join(s.Dir, a.Go
 func (s *Spec) ImageFiles(l ImageLayer) string { return filepath.Join(s.Dir, l.Files) }
 
 // resolve turns a path from the spec into an absolute one, refusing paths
-// that leave the spec's directory (a spec must not read the user's files).
+// that leave the spec's directory (a spec must not read the user's files),
+// by name or through a symbolic link, and inside a directory it names.
 func (s *Spec) resolve(field, p string) (string, error) {
 	if filepath.IsAbs(p) {
 		return "", s.errorf(field, "%q: paths must be relative to the spec's directory", p)
 	}
 	abs := filepath.Join(s.Dir, p)
-	if rel, err := filepath.Rel(s.Dir, abs); err != nil || strings.HasPrefix(rel, "..") {
+	if rel, err := filepath.Rel(s.Dir, abs); err != nil || leaves(rel) {
 		return "", s.errorf(field, "%q leaves the spec's directory", p)
 	}
 	if _, err := os.Stat(abs); err != nil {
 		return "", s.errorf(field, "%q: no such file", p)
 	}
+	top, err := filepath.EvalSymlinks(s.Dir)
+	if err != nil {
+		return "", s.errorf(field, "spec directory: %v", err)
+	}
+	inside := func(path string) (string, bool) {
+		real, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return path, true // a dangling link reads nothing
+		}
+		rel, err := filepath.Rel(top, real)
+		return real, err == nil && !leaves(rel)
+	}
+	if real, ok := inside(abs); !ok {
+		return "", s.errorf(field, "%q is a link that leaves the spec's directory (to %s)", p, real)
+	}
+	err = filepath.WalkDir(abs, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		if real, ok := inside(path); !ok {
+			rel, _ := filepath.Rel(s.Dir, path)
+			return s.errorf(field, "%q is a link that leaves the spec's directory (to %s)", rel, real)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
 	return abs, nil
+}
+
+// leaves says whether a relative path climbs out of its base ("..data"
+// is a name like any other).
+func leaves(rel string) bool {
+	return rel == ".." || strings.HasPrefix(rel, "../")
 }
 
 // VerifyPath is the absolute path of the spec's verify suite, or "".

@@ -39,7 +39,17 @@ func TestBadSpecs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "step.sh"), []byte("true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Links that leave the directory, by name and inside a directory.
+	os.MkdirAll(filepath.Join(dir, "files", "etc"), 0o755)
+	os.Symlink("/etc/shadow", filepath.Join(dir, "leak"))
+	os.Symlink("/etc", filepath.Join(dir, "files", "etc", "host"))
+	os.WriteFile(filepath.Join(dir, "y.te"), []byte("policy_module(x, 1.0)\n"), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(dir, "y.fc"))
 	cases := []struct{ name, doc, want string }{
+		{"step file is a link out", "name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: true\n    files: [leak]\n", `bad.yaml:6: provision[0].files[0]: "leak" is a link that leaves the spec's directory (to /etc/shadow)`},
+		{"link inside a files directory", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{files: files}]\n", `containerImages[0].layers[0].files: "files/etc/host" is a link that leaves the spec's directory (to /etc)`},
+		{"policy .fc is a link out", "name: x\nbase: debian-12\npolicyModules: [y.te]\n", `policyModules[0]: "y.fc" is a link that leaves the spec's directory (to /etc/passwd)`},
+		{"verify is a link out", "name: x\nbase: debian-12\nverify: leak\n", `verify: "leak" is a link that leaves the spec's directory`},
 		{"unknown field", "name: x\nbase: debian-12\ncolour: red\n", "bad.yaml:3: colour: unknown field"},
 		{"wrong type", "name: x\nbase: debian-12\nvm:\n  cpus: two\n", `bad.yaml:4: vm.cpus: expected an integer, got "two"`},
 		{"unknown base", "name: x\nbase: ubuntu-99\n", `bad.yaml:2: base: unknown base "ubuntu-99" (known: alma-9, centos-stream-9, debian-12, rocky-9)`},
@@ -65,7 +75,7 @@ func TestBadSpecs(t *testing.T) {
 		{"artifact dest leaves the tree", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /../../../etc/cron.hourly\n", `bad.yaml:7: artifacts[0].dest: "/../../../etc/cron.hourly": a path in the guest may not contain ".."`},
 		{"artifact dest inner dots", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /usr/local/../../../../root\n", `artifacts[0].dest: "/usr/local/../../../../root": a path in the guest may not contain ".."`},
 		{"artifact dest newline", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: \"/usr/bin\\n/etc\"\n", `artifacts[0].dest: "/usr/bin\n/etc": a path in the guest may not contain control characters`},
-		{"image layer to leaves the tree", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{files: ., to: /../../etc}]\n", `containerImages[0].layers[0].to: "/../../etc": a path in the image may not contain ".."`},
+		{"image layer to leaves the tree", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{files: step.sh, to: /../../etc}]\n", `containerImages[0].layers[0].to: "/../../etc": a path in the image may not contain ".."`},
 		{"missing te", "name: x\nbase: debian-12\npolicyModules: [x.te]\n", `policyModules[0]: "x.te": no such file`},
 	}
 	for _, c := range cases {
@@ -169,5 +179,16 @@ func TestBaseDenialsAccepted(t *testing.T) {
 				t.Errorf("%s: denial %+v needs a match and a reason", b.Name, d)
 			}
 		}
+	}
+}
+
+// A name that starts with two dots is a name, not a way out.
+func TestDotDotNameStaysInside(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "..data"), []byte("true\n"), 0o644)
+	p := filepath.Join(dir, "s.yaml")
+	os.WriteFile(p, []byte("name: x\nbase: debian-12\nprovision:\n  - name: a\n    run: sh ..data\n    files: [..data]\n"), 0o644)
+	if _, err := Load(p); err != nil {
+		t.Fatal(err)
 	}
 }
