@@ -79,14 +79,18 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (*Box
 	}
 	defer os.RemoveAll(tmp)
 	raw := filepath.Join(tmp, "disk.raw")
-	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-O", "raw", image, raw); err != nil {
+	format, err := checkImageFile(ctx, image, work)
+	if err != nil {
+		return nil, err
+	}
+	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-f", format, "-O", "raw", image, raw); err != nil {
 		return nil, fmt.Errorf("box %s: flatten %s: %w", o.Name, image, err)
 	}
 	if err := addVagrantUser(ctx, raw, tmp); err != nil {
 		return nil, fmt.Errorf("box %s: %s: %w", o.Name, image, err)
 	}
 	img := filepath.Join(tmp, "box.img")
-	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-c", "-O", "qcow2", raw, img); err != nil {
+	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-f", "raw", "-c", "-O", "qcow2", raw, img); err != nil {
 		return nil, fmt.Errorf("box %s: %w", o.Name, err)
 	}
 	os.Remove(raw)

@@ -29,7 +29,7 @@ func Export(ctx context.Context, res *Result, name, outDir string) (*Exported, e
 	out := filepath.Join(outDir, name+".qcow2")
 	tmp := out + ".tmp"
 	defer os.Remove(tmp)
-	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-c", "-O", "qcow2", res.Image, tmp); err != nil {
+	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-f", "qcow2", "-c", "-O", "qcow2", res.Image, tmp); err != nil {
 		return nil, fmt.Errorf("export %s: %w", name, err)
 	}
 	sum, err := fsx.SHA256(tmp)

@@ -44,7 +44,12 @@ func OpenTree(ctx context.Context, image, tmpDir string) (*Tree, error) {
 	}
 	t := &Tree{Root: filepath.Join(dir, "root"), dir: dir, release: release}
 	raw := filepath.Join(dir, "disk.raw")
-	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-O", "raw", image, raw); err != nil {
+	format, err := checkImageFile(ctx, image, tmpDir)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-f", format, "-O", "raw", image, raw); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -57,7 +62,7 @@ func OpenTree(ctx context.Context, image, tmpDir string) (*Tree, error) {
 		t.Close()
 		return nil, err
 	}
-	if err := exec.CommandContext(ctx, "mount", "-o", "ro,loop,offset="+strconv.FormatInt(offset, 10), raw, t.Root).Run(); err == nil {
+	if err := exec.CommandContext(ctx, "mount", "-o", "ro,nosuid,nodev,loop,offset="+strconv.FormatInt(offset, 10), raw, t.Root).Run(); err == nil {
 		t.mounted, t.Labels = true, true
 		return t, nil
 	}

@@ -512,7 +512,7 @@ func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
 	var total int64
 	for i := 1; i <= b.students; i++ {
 		dst := filepath.Join(copies, fmt.Sprintf("s%02d.qcow2", i))
-		if _, _, err := b.exec(ctx, "full-copies.log", nil, "qemu-img", "convert", "-O", "qcow2", golden.Image, dst); err != nil {
+		if _, _, err := b.exec(ctx, "full-copies.log", nil, "qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", golden.Image, dst); err != nil {
 			return err
 		}
 		total += fsx.Allocated(dst)

@@ -62,7 +62,12 @@ func newImageVerifyCmd() *cobra.Command {
 		Long: `image verify unpacks the image's root file system (debugfs, no mount) and runs
 each check in a chroot of it. With the default suite, images/seal.verify.yaml,
 it proves that the image holds no build user, key, host key, machine-id, log
-or history: what a boot would recreate cannot hide what the build left.`,
+or history: what a boot would recreate cannot hide what the build left.
+
+The checks run the image's own /bin/sh as root in a chroot: verify only images
+you trust (labforge's builds and exports). The image must be self-contained
+(no backing file outside labforge's cache, no external data file); its root is
+mounted read-only, nosuid and nodev, in a directory only root can enter.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			suite, err := verify.Load(suitePath)

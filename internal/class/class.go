@@ -257,7 +257,7 @@ func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upl
 		}
 		defer os.RemoveAll(tmp)
 		src = filepath.Join(tmp, "golden.qcow2")
-		if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-O", "qcow2", image, src); err != nil {
+		if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", image, src); err != nil {
 			return u, fmt.Errorf("flatten %s: %w", image, err)
 		}
 	}
