@@ -75,10 +75,20 @@ func probe(ctx context.Context) (Accel, string) {
 		"-m", "256", "-nodefaults", "-display", "none", "-serial", "none",
 		"-drive", "if=pflash,format=raw,readonly=on,file="+fw.Code, "-no-reboot")
 	out, err := cmd.CombinedOutput()
-	if ctx.Err() == context.DeadlineExceeded {
+	msg := strings.TrimSpace(string(out))
+	// A guest that KVM cannot run does not always end QEMU: on an
+	// emulation failure QEMU reports "KVM internal error" and pauses the
+	// guest, which then looks alive until the deadline (seen on nested
+	// hosts, where every labforge guest then hung paused in its firmware).
+	if ctx.Err() == context.DeadlineExceeded && !kvmFailed(msg) {
 		return KVM, "a probe guest ran under KVM"
 	}
-	msg := strings.TrimSpace(string(out))
+	if kvmFailed(msg) {
+		err = fmt.Errorf("the guest stopped")
+		if i := strings.Index(msg, "KVM internal error"); i >= 0 {
+			msg = msg[i:]
+		}
+	}
 	if i := strings.IndexByte(msg, '\n'); i > 0 {
 		msg = msg[:i]
 	}
@@ -102,4 +112,10 @@ func (c *Conn) OffersKVM() bool {
 		}
 	}
 	return false
+}
+
+// kvmFailed says whether QEMU's output shows KVM giving up on the guest.
+func kvmFailed(out string) bool {
+	return strings.Contains(out, "KVM internal error") || strings.Contains(out, "emulation failure") ||
+		strings.Contains(out, "kvm run failed")
 }
