@@ -155,7 +155,11 @@ func ParseSize(str string) (Size, error) {
 	}
 	shift := map[byte]uint{'K': 10, 'M': 20, 'G': 30, 'T': 40}
 	if m[2] != "" {
-		n <<= shift[m[2][0]]
+		sh := shift[m[2][0]]
+		if n > (1<<62)>>sh {
+			return 0, fmt.Errorf("size %q is too large", str)
+		}
+		n <<= sh
 	}
 	return Size(n), nil
 }
@@ -179,6 +183,10 @@ const (
 	defaultCPUs   = 2
 	defaultUser   = "student"
 )
+
+// packageRe is a package name as dpkg and rpm allow it, with an optional
+// =version (apt) or :arch: nothing a shell would read.
+var packageRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._:=~-]*$`)
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 var userRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
@@ -233,6 +241,10 @@ func (s *Spec) validate() error {
 	if !nameRe.MatchString(s.Name) {
 		return s.errorf("name", "%q must be lower-case letters, digits and dashes", s.Name)
 	}
+	// Its build guest is the instance build-NAME (at most 41 characters).
+	if len(s.Name) > 35 {
+		return s.errorf("name", "%q is %d characters; at most 35 (its build guest is build-%s)", s.Name, len(s.Name), s.Name)
+	}
 	if s.Base == "" {
 		return s.errorf("base", "required (known: %s)", strings.Join(BaseNames(), ", "))
 	}
@@ -247,8 +259,13 @@ func (s *Spec) validate() error {
 		return s.errorf("selinux", "must be enforcing, permissive or disabled, got %q", s.SELinux)
 	}
 	for i, p := range s.Packages {
-		if p == "" || strings.ContainsAny(p, " \t,;") {
-			return s.errorf(fmt.Sprintf("packages[%d]", i), "invalid package name %q", p)
+		if !packageRe.MatchString(p) {
+			return s.errorf(fmt.Sprintf("packages[%d]", i), "invalid package name %q (letters, digits and + - . _ : = only)", p)
+		}
+	}
+	for i, a := range s.KernelArgs {
+		if a == "" || strings.IndexFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return s.errorf(fmt.Sprintf("kernelArgs[%d]", i), "%q: one argument, without spaces or control characters", a)
 		}
 	}
 	if s.Disk.Size == 0 {

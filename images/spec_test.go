@@ -76,6 +76,10 @@ func TestBadSpecs(t *testing.T) {
 		{"artifact dest inner dots", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /usr/local/../../../../root\n", `artifacts[0].dest: "/usr/local/../../../../root": a path in the guest may not contain ".."`},
 		{"artifact dest newline", "name: x\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: \"/usr/bin\\n/etc\"\n", `artifacts[0].dest: "/usr/bin\n/etc": a path in the guest may not contain control characters`},
 		{"image layer to leaves the tree", "name: x\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{files: step.sh, to: /../../etc}]\n", `containerImages[0].layers[0].to: "/../../etc": a path in the image may not contain ".."`},
+		{"size overflows", "name: x\nbase: debian-12\ndisk:\n  size: 16777216TiB\n", `bad.yaml:4: disk.size: size "16777216TiB" is too large`},
+		{"kernel arg with a newline", "name: x\nbase: debian-12\nkernelArgs: [\"quiet\\ninitrd /evil\"]\n", `bad.yaml:3: kernelArgs[0]: "quiet\ninitrd /evil": one argument`},
+		{"package name with a command", "name: x\nbase: debian-12\npackages: [\"vim$(id)\"]\n", `bad.yaml:3: packages[0]: invalid package name "vim$(id)"`},
+		{"spec name too long for its build guest", "name: a234567890123456789012345678901234567\nbase: debian-12\n", `bad.yaml:1: name: "a234567890123456789012345678901234567" is 37 characters; at most 35`},
 		{"missing te", "name: x\nbase: debian-12\npolicyModules: [x.te]\n", `policyModules[0]: "x.te": no such file`},
 	}
 	for _, c := range cases {

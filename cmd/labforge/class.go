@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labforge/labforge/internal/class"
-	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/verify"
@@ -35,7 +34,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 			if students < 1 || students > 99 {
 				return fmt.Errorf("--students must be between 1 and 99, got %d", students)
 			}
-			if err := instance.ValidName(args[0]); err != nil {
+			if err := class.ValidName(args[0]); err != nil {
 				return err
 			}
 			// A mistyped URI fails now, not after the build.

@@ -46,6 +46,18 @@ type Class struct {
 // Dir is where the class keeps its record and rosters.
 func Dir(name string) string { return filepath.Join(paths.State(), "classes", name) }
 
+// ValidName checks a class name: a valid instance name that leaves room
+// for the students' suffix ("-s01").
+func ValidName(name string) error {
+	if err := instance.ValidName(name); err != nil {
+		return err
+	}
+	if err := instance.ValidName(StudentName(name, 99)); err != nil {
+		return fmt.Errorf("class name %q is too long: its students' hosts (%s) must be valid instance names (at most 41 characters)", name, StudentName(name, 99))
+	}
+	return nil
+}
+
 // StudentName is the instance name of student i (1-based) of class.
 func StudentName(class string, i int) string { return fmt.Sprintf("%s-s%02d", class, i) }
 
@@ -115,7 +127,7 @@ func (c *Class) HostOf(s string) string {
 // image goes to each remote hypervisor once. One host's failure is
 // reported and does not stop the others; Ctrl-C removes the whole class.
 func Create(ctx context.Context, c *Class, hosts []string, n, parallel int, accel virt.Accel, bootTimeout time.Duration) ([]HostResult, []Upload, error) {
-	if err := instance.ValidName(c.Name); err != nil {
+	if err := ValidName(c.Name); err != nil {
 		return nil, nil, err
 	}
 	if _, err := os.Stat(filepath.Join(Dir(c.Name), "class.json")); err == nil {
