@@ -17,6 +17,16 @@ systemctl stop systemd-journald.socket systemd-journald-dev-log.socket \
 if pkill -TERM -x auditd 2>/dev/null; then
   for _ in $(seq 60); do pgrep -x auditd >/dev/null || break; sleep 0.5; done
 fi
+# Daemons that write log files of their own (ovs-vswitchd) hold them open
+# and would write on into the disk after the truncation below: stop every
+# service with a file under /var/log open.
+for unit in $(for fd in /proc/[0-9]*/fd/*; do
+    case "$(readlink "$fd" 2>/dev/null)" in /var/log/*)
+      pid=${fd#/proc/}; cat "/proc/${pid%%/*}/cgroup" 2>/dev/null ;;
+    esac
+  done | sed -n 's|^0::.*/\([^/]*\.service\)$|\1|p' | sort -u); do
+  systemctl stop "$unit" 2>/dev/null || true
+done
 cloud-init clean --logs --seed || cloud-init clean --logs
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
@@ -26,7 +36,10 @@ rm -rf /tmp/labforge
 rm -f /etc/labforge/build-guest
 rmdir /etc/labforge 2>/dev/null || true
 apt-get clean 2>/dev/null || dnf clean all 2>/dev/null || true
-rm -rf /var/lib/apt/lists/* /var/tmp/* 
+rm -rf /var/lib/apt/lists/*
+# Whatever steps left in the temporary directories (tmpfiles makes the
+# standard ones again at each clone's first boot).
+find /tmp /var/tmp -mindepth 1 -delete 2>/dev/null || true
 find /var/log -type f -exec truncate -s 0 {} +
 # utmp accounting appends a shutdown record to wtmp at poweroff, but never
 # creates the file: removed, it stays empty; systemd-tmpfiles makes a fresh

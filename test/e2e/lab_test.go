@@ -31,6 +31,13 @@ func TestContainerInternals(t *testing.T) {
 	t.Logf("build:\n%s", build.stdout)
 	again := mustLabforge(t, "build", labSpec)
 	t.Logf("FIGURE lab host build, everything cached: %s", again.took.Round(100*time.Millisecond))
+	// The lab host's own image is sealed too (a daemon's log file, a key
+	// or a file in /tmp left by a step would ship to every student).
+	if m := regexp.MustCompile(`(?m)^image (\S+\.qcow2)`).FindStringSubmatch(again.stdout); m == nil {
+		t.Fatalf("build did not name its image:\n%s", again.stdout)
+	} else {
+		mustLabforge(t, "image", "verify", m[1])
+	}
 
 	junitPath := filepath.Join(t.TempDir(), "lab.xml")
 	up := mustLabforge(t, "up", labSpec, "--name", name, "--junit", junitPath)
@@ -59,6 +66,8 @@ func TestContainerInternals(t *testing.T) {
 			t.Fatalf("pods and their bridges:\n%s", out)
 		}
 	})
+
+	t.Run("the lab host reaches nothing of the hypervisor", func(t *testing.T) { guestReachesNoHost(t, name) })
 
 	t.Run("offline: pull every course image and restart the Deployment", func(t *testing.T) {
 		// Cut the outside: nothing leaves the NIC but replies to the host's
