@@ -9,9 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/labforge/labforge/images"

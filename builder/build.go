@@ -92,7 +92,7 @@ type LayerRecord struct {
 
 // recipe is bumped whenever the way a spec becomes a disk changes, so that
 // images made the old way are not reused.
-const recipe = 7
+const recipe = 8
 
 // baseKey names the disk of spec before provisioning: its content, the
 // bytes of the programs built for it, the files and modules labforge

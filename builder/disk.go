@@ -8,10 +8,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/labforge/labforge/internal/runx"
@@ -19,9 +18,8 @@ import (
 
 const (
 	sector = 512
-	// espSize is deliberate: go-diskfs writes FAT32 that reads back wrong
-	// at some sizes (64 MiB, 129 MiB); 256 MiB is known good and holds a
-	// kernel and initrd with room to spare.
+	// espSize holds a kernel and initrd with room to spare, and with
+	// 512-byte clusters has more than the 65525 clusters FAT32 needs.
 	espSize  = 256 << 20
 	espStart = 2048 // 1 MiB alignment
 	// gptBackup is the sectors the backup GPT takes at the end of the disk.
@@ -84,17 +82,15 @@ func makeRawDisk(ctx context.Context, path string, size int64, ids diskIDs, root
 		d.Close()
 		return fmt.Errorf("partition %s: %w", path, err)
 	}
-	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: "ESP", Reproducible: true})
-	if err != nil {
-		d.Close()
-		return fmt.Errorf("make ESP: %w", err)
-	}
-	if err := writeESP(fs, esp); err != nil {
-		d.Close()
-		return err
-	}
 	if err := d.Close(); err != nil {
 		return fmt.Errorf("close disk: %w", err)
+	}
+	// The ESP is written by dosfstools and mtools, which work on the image
+	// file at an offset (no loop device) and make a FAT32 that fsck.fat
+	// finds clean; go-diskfs's had bad ".." entries and an unset free
+	// cluster count.
+	if err := writeESP(ctx, path, l, ids, esp, log); err != nil {
+		return err
 	}
 	// Fixed times and hash seed: two builds of one tree give one file system.
 	env := []string{"E2FSPROGS_FAKE_TIME=1", "SOURCE_DATE_EPOCH=1"}
@@ -104,33 +100,52 @@ func makeRawDisk(ctx context.Context, path string, size int64, ids diskIDs, root
 		"-d", rootDir, path, strconv.FormatInt(l.rootKiB(), 10)+"k")
 }
 
-func writeESP(fs filesystem.FileSystem, files []espFile) error {
+// espEpoch dates every file and directory of the ESP (FAT cannot hold
+// 1970): two builds of one tree give one ESP.
+const espEpoch = "1577836800"
+
+// writeESP makes the FAT32 file system of the ESP in place in the raw disk
+// at path and copies files into it.
+func writeESP(ctx context.Context, path string, l layout, ids diskIDs, files []espFile, log io.Writer) error {
+	env := []string{"SOURCE_DATE_EPOCH=" + espEpoch, "MTOOLS_SKIP_CHECK=1"}
+	volID := strings.ReplaceAll(ids.ESPGUID, "-", "")
+	if len(volID) < 8 {
+		return fmt.Errorf("ESP GUID %q too short for a volume id", ids.ESPGUID)
+	}
+	// One sector a cluster: 256 MiB then has the clusters FAT32 needs.
+	if err := runx.Run(ctx, log, env, "mkfs.fat", "-F", "32", "-s", "1", "-S", strconv.Itoa(sector), "-n", "ESP",
+		"-i", volID[:8], "--invariant", "--offset", strconv.FormatUint(l.ESPStart, 10),
+		path, strconv.Itoa(espSize/1024)); err != nil {
+		return fmt.Errorf("make ESP: %w", err)
+	}
+	img := path + "@@" + strconv.FormatUint(l.ESPStart*sector, 10)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	made := map[string]bool{}
-	for _, f := range files {
-		dir := filepath.Dir(f.Path)
-		if dir != "/" && !made[dir] {
-			if err := fs.Mkdir(dir); err != nil {
-				return fmt.Errorf("ESP mkdir %s: %w", dir, err)
+	stage, err := os.MkdirTemp(filepath.Dir(path), ".esp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	made := map[string]bool{"/": true}
+	for i, f := range files {
+		var dirs []string
+		for d := filepath.Dir(f.Path); !made[d]; d = filepath.Dir(d) {
+			dirs = append([]string{"::" + d}, dirs...)
+			made[d] = true
+		}
+		if len(dirs) > 0 {
+			if err := runx.Run(ctx, log, env, "mmd", append([]string{"-i", img}, dirs...)...); err != nil {
+				return fmt.Errorf("ESP mkdir %s: %w", strings.Join(dirs, " "), err)
 			}
-			made[dir] = true
 		}
-		data := f.Data
-		if f.Src != "" {
-			var err error
-			if data, err = os.ReadFile(f.Src); err != nil {
-				return fmt.Errorf("ESP source: %w", err)
+		src := f.Src
+		if src == "" {
+			src = filepath.Join(stage, strconv.Itoa(i))
+			if err := os.WriteFile(src, f.Data, 0o644); err != nil {
+				return err
 			}
 		}
-		w, err := fs.OpenFile(f.Path, os.O_CREATE|os.O_RDWR)
-		if err != nil {
-			return fmt.Errorf("ESP create %s: %w", f.Path, err)
-		}
-		if _, err := w.Write(data); err != nil {
+		if err := runx.Run(ctx, log, env, "mcopy", "-i", img, src, "::"+f.Path); err != nil {
 			return fmt.Errorf("ESP write %s: %w", f.Path, err)
-		}
-		if err := w.Close(); err != nil {
-			return fmt.Errorf("ESP close %s: %w", f.Path, err)
 		}
 	}
 	return nil

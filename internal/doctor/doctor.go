@@ -31,6 +31,8 @@ var tools = []struct{ cmd, pkg string }{
 	{"qemu-img", "qemu-utils"},
 	{"debootstrap", "debootstrap"},
 	{"mke2fs", "e2fsprogs"},
+	{"mkfs.fat", "dosfstools"},
+	{"mcopy", "mtools"},
 	{"chroot", "coreutils"},
 }
 
