@@ -58,16 +58,22 @@ type boxMetadata struct {
 // machine's defaults, and box.img, a standalone compressed qcow2 (already
 // compressed, so the tar is not). The box's disk alone gets the vagrant
 // account; the image is not changed. work is a directory for the raw copy.
-func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (*Box, error) {
+func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (box *Box, err error) {
 	if o.MemoryMiB <= 0 || o.CPUs <= 0 {
 		return nil, fmt.Errorf("box %s: memory (%d MiB) and cpus (%d) must be positive", o.Name, o.MemoryMiB, o.CPUs)
 	}
 	if len(o.Loaders) == 0 {
 		return nil, fmt.Errorf("box %s: no UEFI firmware paths for its Vagrantfile", o.Name)
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	undo, err := mkdirUndo(filepath.Dir(out))
+	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			undo()
+		}
+	}()
 	release, err := UseCache(work)
 	if err != nil {
 		return nil, err

@@ -165,6 +165,14 @@ func TestExportBoxRefusesBadInput(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "x.box")); !os.IsNotExist(err) {
 		t.Fatal("a failed export left a box behind")
 	}
+	// Nor the directory it made for the box.
+	_, err = ExportBox(ctx, img, filepath.Join(dir, "dist", "sub", "x.box"), dir, BoxOptions{Name: "x", MemoryMiB: 512, CPUs: 1, Loaders: []string{"/f"}})
+	if err == nil {
+		t.Fatal("blank disk exported")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dist")); !os.IsNotExist(err) {
+		t.Fatal("a failed export left an empty dist/ behind")
+	}
 }
 
 func mustRun(t *testing.T, name string, args ...string) {

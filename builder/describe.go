@@ -16,9 +16,11 @@ type Description struct {
 	TreeDigest string            `json:"treeDigest"`
 	TreeLabels bool              `json:"treeLabels"` // SELinux labels are part of the digest
 	Packages   map[string]string `json:"packages"`
-	Kernel     string            `json:"kernel"`
-	Policy     string            `json:"selinuxPolicy,omitempty"`
-	OSRelease  string            `json:"osRelease"`
+	// Kernel is the installed kernel's release; not "kernel", which the
+	// record that embeds this already uses for the kernel file it booted.
+	Kernel    string `json:"kernelRelease"`
+	Policy    string `json:"selinuxPolicy,omitempty"`
+	OSRelease string `json:"osRelease"`
 }
 
 // describe opens the image, writes its manifest to manifestPath and

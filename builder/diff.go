@@ -38,7 +38,13 @@ func DiffRecords(aPath, bPath string) ([]Change, error) {
 	out = append(out, diffMaps("package", a.Packages, b.Packages)...)
 	ma, errA := readManifestFile(treeBeside(aPath))
 	mb, errB := readManifestFile(treeBeside(bPath))
-	if errA == nil && errB == nil {
+	switch {
+	case os.IsNotExist(errA) && os.IsNotExist(errB): // records alone: no files to compare
+	case errA != nil:
+		return nil, fmt.Errorf("file manifest of %s: %w", aPath, errA)
+	case errB != nil:
+		return nil, fmt.Errorf("file manifest of %s: %w", bPath, errB)
+	default:
 		out = append(out, diffMaps("file", ma, mb)...)
 	}
 	return out, nil

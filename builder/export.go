@@ -22,10 +22,16 @@ type Exported struct {
 // Export writes image (with its whole backing chain) as one compressed
 // qcow2 in outDir, with its sha256 and the build record. Each file
 // appears whole or not at all.
-func Export(ctx context.Context, res *Result, name, outDir string) (*Exported, error) {
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+func Export(ctx context.Context, res *Result, name, outDir string) (ex *Exported, err error) {
+	undo, err := mkdirUndo(outDir)
+	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			undo()
+		}
+	}()
 	out := filepath.Join(outDir, name+".qcow2")
 	tmp := out + ".tmp"
 	defer os.Remove(tmp)
@@ -73,4 +79,25 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// mkdirUndo makes dir and its missing parents for an export, and returns
+// what removes them again (when still empty) after the export failed, so
+// that a failed export leaves no empty dist/ behind.
+func mkdirUndo(dir string) (func(), error) {
+	var made []string
+	for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return func() {}, err
+	}
+	return func() {
+		for _, d := range made {
+			os.Remove(d) // only when empty
+		}
+	}, nil
 }

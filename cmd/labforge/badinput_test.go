@@ -57,6 +57,11 @@ func TestBadInputs(t *testing.T) {
 		{"negative prune age", nil, []string{"cache", "prune", "--older-than", "-1h"}, "--older-than -1h0m0s: must not be negative"},
 		{"start a missing instance", noLibvirt, []string{"start", "nope"}, `no instance "nope"`},
 		{"stop a bad name", noLibvirt, []string{"stop", "../etc"}, `invalid instance name "../etc"`},
+		{"negative boot timeout", noLibvirt, []string{"up", "--boot-timeout", "-1s"}, "--boot-timeout -1s: must be more than zero"},
+		{"zero parallel", noLibvirt, []string{"class", "create", "c", "--students", "2", "--parallel", "0"}, "--parallel 0: must be at least 1"},
+		{"unwritable junit", noLibvirt, []string{"up", "--junit", filepath.Join(dir, "no", "such", "dir", "up.xml")}, "--junit " + filepath.Join(dir, "no", "such", "dir", "up.xml") + ": cannot write into"},
+		{"unknown completion shell", nil, []string{"completion", "nope"}, `unknown command "nope"`},
+		{"class name too long for its students", noLibvirt, []string{"class", "create", "c234567890123456789012345678901234567890", "--students", "2"}, "is too long: its students' hosts"},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {

@@ -1,6 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
 	"github.com/spf13/cobra"
 )
 
@@ -25,6 +34,8 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
+		// Flags that would fail only after a long build fail now.
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return checkFlags(cmd) },
 	}
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and results")
 	root.PersistentFlags().BoolVar(&progressJSON, "progress-json", false, "report build and boot steps as JSON lines (for tools driving labforge)")
@@ -33,5 +44,46 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
 		newLabCmd(), newCICmd(g),
 	)
+	// cobra's completion command prints its help for any shell it does not
+	// know and exits 0: a script would take that for a completion script.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("completion %s: unknown shell (bash, zsh, fish, powershell)", args[0])
+				}
+				return cmd.Help()
+			}
+		}
+	}
 	return root
+}
+
+// checkFlags refuses, by name, values no command can use: counts below
+// one, durations of zero or less, a report file that cannot be written.
+func checkFlags(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		switch f.Name {
+		case "parallel", "students":
+			if n, _ := strconv.Atoi(f.Value.String()); n < 1 {
+				err = fmt.Errorf("--%s %s: must be at least 1", f.Name, f.Value)
+			}
+		case "boot-timeout", "timeout":
+			// 0 may mean "each check's own" where that is the default.
+			if d, perr := time.ParseDuration(f.Value.String()); perr == nil && (d < 0 || d == 0 && f.DefValue != "0s") {
+				err = fmt.Errorf("--%s %s: must be more than zero", f.Name, f.Value)
+			}
+		case "junit":
+			dir := filepath.Dir(f.Value.String())
+			if st, serr := os.Stat(dir); serr != nil || !st.IsDir() || unix.Access(dir, unix.W_OK) != nil {
+				err = fmt.Errorf("--junit %s: cannot write into %s", f.Value, dir)
+			}
+		}
+	})
+	return err
 }

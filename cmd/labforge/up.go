@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -137,6 +138,14 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	}
 	up.rep = verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
 	up.rep.Host = inst.Name
+	if ctx.Err() != nil {
+		// Ctrl-C during verify: as anywhere else in up, nothing stays.
+		client.Close()
+		if err := instance.Down(conn, inst.Name); err != nil {
+			return nil, errors.Join(ctx.Err(), err)
+		}
+		return nil, ctx.Err()
+	}
 	if err := f.report.write(out, up.rep); err != nil {
 		client.Close()
 		return nil, err

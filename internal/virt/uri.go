@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os/user"
+	"strings"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -84,8 +85,16 @@ func ParseURI(uri string) (Target, error) {
 		}
 		hop.User = me.Username
 	}
+	// These values end up in an ssh_config (the roster's ProxyJump): a
+	// space or a newline there would add directives of the URI's choosing.
+	if strings.IndexFunc(hop.User, unsafeInConfig) >= 0 || strings.IndexFunc(u.Hostname(), unsafeInConfig) >= 0 {
+		return Target{}, fmt.Errorf("hypervisor URI %q: user and host may not hold spaces or control characters", uri)
+	}
 	for k, vs := range u.Query() {
 		v := vs[len(vs)-1]
+		if strings.IndexFunc(v, unsafeInConfig) >= 0 {
+			return Target{}, fmt.Errorf("hypervisor URI %q: %s may not hold spaces or control characters", uri, k)
+		}
 		switch k {
 		case "keyfile":
 			hop.KeyFile = v
@@ -151,3 +160,5 @@ func Open(ctx context.Context, uri string) (*Conn, error) {
 	hop.Close()
 	return nil, fmt.Errorf("hypervisor %s: no libvirtd socket answered through SSH (is libvirtd running there, and may sshd forward unix sockets?): %w", t.Label(), errors.Join(errs...))
 }
+
+func unsafeInConfig(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' }

@@ -35,14 +35,16 @@ func TestParseURI(t *testing.T) {
 
 func TestParseURIRefuses(t *testing.T) {
 	for uri, want := range map[string]string{
-		"qemu+ssh://h/system?known_hosts_verify=ignore": "always checks the host key",
-		"qemu+ssh://h/system?known_hosts_verify=auto":   "always checks the host key",
-		"qemu+ssh://h/system?no_verify=1":               "always checks the host key",
-		"qemu+ssh://h/session":                          "system daemon",
-		"qemu+ssh:///system":                            "no host",
-		"qemu+tcp://h/system":                           "qemu+ssh://",
-		"xen:///system":                                 "qemu+ssh://",
-		"qemu+ssh://h/system?keyfle=/k":                 `unknown parameter "keyfle"`,
+		"qemu+ssh://h/system?known_hosts_verify=ignore":      "always checks the host key",
+		"qemu+ssh://h/system?known_hosts_verify=auto":        "always checks the host key",
+		"qemu+ssh://h/system?no_verify=1":                    "always checks the host key",
+		"qemu+ssh://h/session":                               "system daemon",
+		"qemu+ssh:///system":                                 "no host",
+		"qemu+tcp://h/system":                                "qemu+ssh://",
+		"xen:///system":                                      "qemu+ssh://",
+		"qemu+ssh://h/system?keyfle=/k":                      `unknown parameter "keyfle"`,
+		"qemu+ssh://h/system?keyfile=/k%0AProxyCommand%20sh": "keyfile may not hold spaces or control characters",
+		"qemu+ssh://u%0Ax@h/system":                          "user and host may not hold",
 	} {
 		if _, err := ParseURI(uri); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error saying %q", uri, err, want)
