@@ -431,7 +431,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 		return nil, err
 	}
 	rec := &Record{
-		Spec: b.spec.Name, SpecHash: b.spec.BaseHash(), Base: base.Name, RootfsKey: rs.key(), Mirror: rs.Mirror,
+		Spec: b.spec.Name, SpecHash: b.spec.BaseHash(), Base: base.Name, RootfsKey: rs.key(), Mirror: bareMirror(rs.Mirror),
 		Kernel: filepath.Base(kernel), RootUUID: ids.RootUUID, DiskSize: int64(b.spec.Disk.Size),
 		Created: time.Now().UTC(), StepTimes: b.times, ImageBytes: st.Size(), SHA256: sum,
 		Artifacts: arts.records(), ContainerImages: built,

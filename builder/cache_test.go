@@ -109,3 +109,16 @@ func TestCachePruneLockAndLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// A mirror's credentials never reach an image or a build record.
+func TestBareMirror(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://user:s3cret@mirror.example/debian": "http://mirror.example/debian",
+		"http://mirror.example/debian":             "http://mirror.example/debian",
+		"":                                         "",
+	} {
+		if got := bareMirror(in); got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("bareMirror(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

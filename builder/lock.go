@@ -44,6 +44,19 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 	}
 }
 
+// BuildGuestPrefix starts the instance name of every build guest.
+const BuildGuestPrefix = "build-"
+
+// Building says whether a labforge is building the spec called name now.
+func Building(cacheDir, name string) bool {
+	unlock, err := fsx.Lock(filepath.Join(cacheDir, ".build-"+name+".lock"), false)
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	unlock()
+	return false
+}
+
 // workPrefix starts the name of a build's private work directory.
 func workPrefix(name string) string { return ".work-" + name + "." }
 

@@ -70,7 +70,7 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 	}
 	defer conn.Close()
 	accel, _ := virt.ProbeAccel(ctx, paths.State())
-	name := "build-" + b.spec.Name
+	name := BuildGuestPrefix + b.spec.Name
 	dom := instance.DomainPrefix + name
 	defer instance.Down(conn, name) //nolint:errcheck // gone already unless the build failed
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -112,6 +113,18 @@ func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Wri
 	if err := runx.Run(ctx, log, nil, "chroot", append([]string{tmp}, r.Clean...)...); err != nil {
 		return "", false, err
 	}
+	// Nor the mirror's credentials, which debootstrap wrote into the
+	// tree's sources.list with the mirror's address.
+	if bare := bareMirror(r.Mirror); bare != r.Mirror {
+		list := filepath.Join(tmp, "etc", "apt", "sources.list")
+		data, err := os.ReadFile(list)
+		if err != nil {
+			return "", false, err
+		}
+		if err := os.WriteFile(list, []byte(strings.ReplaceAll(string(data), r.Mirror, bare)), 0o644); err != nil {
+			return "", false, err
+		}
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", false, fmt.Errorf("store root fs in cache: %w", err)
 	}
@@ -131,4 +144,15 @@ func removeTree(dir string) {
 func touch(path string) {
 	now := time.Now()
 	_ = os.Chtimes(path, now, now)
+}
+
+// bareMirror is the mirror's address without user and password: what may
+// be written into an image or a build record.
+func bareMirror(m string) string {
+	u, err := url.Parse(m)
+	if err != nil || u.User == nil {
+		return m
+	}
+	u.User = nil
+	return u.String()
 }

@@ -62,6 +62,7 @@ func TestBadInputs(t *testing.T) {
 		{"unwritable junit", noLibvirt, []string{"up", "--junit", filepath.Join(dir, "no", "such", "dir", "up.xml")}, "--junit " + filepath.Join(dir, "no", "such", "dir", "up.xml") + ": cannot write into"},
 		{"unknown completion shell", nil, []string{"completion", "nope"}, `unknown command "nope"`},
 		{"class name too long for its students", noLibvirt, []string{"class", "create", "c234567890123456789012345678901234567890", "--students", "2"}, "is too long: its students' hosts"},
+		{"a build guest's name", noLibvirt, []string{"up", "-n", "build-container-internals"}, `names starting with "build-" are labforge's build guests`},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {

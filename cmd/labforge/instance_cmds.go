@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/verify"
 )
@@ -42,6 +45,15 @@ func newDownCmd() *cobra.Command {
 				if names, err = allInstances(conn); err != nil {
 					return err
 				}
+				// A running build's guest is the build's: it removes it.
+				names = slices.DeleteFunc(names, func(n string) bool {
+					spec, ok := strings.CutPrefix(n, builder.BuildGuestPrefix)
+					if ok && builder.Building(paths.Cache(), spec) {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to the build of %s that runs it\n", n, spec)
+						return true
+					}
+					return false
+				})
 			}
 			var errs []error
 			for _, n := range names {

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
@@ -87,6 +89,9 @@ type upResult struct {
 func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g *globalFlags) (*upResult, error) {
 	if err := instance.ValidName(f.name); err != nil {
 		return nil, err
+	}
+	if strings.HasPrefix(f.name, builder.BuildGuestPrefix) {
+		return nil, fmt.Errorf("instance name %q: names starting with %q are labforge's build guests", f.name, builder.BuildGuestPrefix)
 	}
 	if err := checkSSHPort(f.name, f.sshPort); err != nil {
 		return nil, err
