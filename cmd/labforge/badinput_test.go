@@ -60,9 +60,9 @@ func TestBadInputs(t *testing.T) {
 		{"negative boot timeout", noLibvirt, []string{"up", "--boot-timeout", "-1s"}, "--boot-timeout -1s: must be more than zero"},
 		{"zero parallel", noLibvirt, []string{"class", "create", "c", "--students", "2", "--parallel", "0"}, "--parallel 0: must be at least 1"},
 		{"unwritable junit", noLibvirt, []string{"up", "--junit", filepath.Join(dir, "no", "such", "dir", "up.xml")}, "--junit " + filepath.Join(dir, "no", "such", "dir", "up.xml") + ": cannot write into"},
-		{"unknown completion shell", nil, []string{"completion", "nope"}, `unknown command "nope"`},
+		{"unknown completion shell", nil, []string{"completion", "nope"}, `invalid argument "nope" for "labforge completion"`},
 		{"class name too long for its students", noLibvirt, []string{"class", "create", "c234567890123456789012345678901234567890", "--students", "2"}, "is too long: its students' hosts"},
-		{"a build guest's name", noLibvirt, []string{"up", "-n", "build-container-internals"}, `names starting with "build-" are labforge's build guests`},
+		{"a build guest's name", noLibvirt, []string{"up", write("b2.yaml", "name: b2\nbase: debian-12\n"), "-n", "build-container-internals"}, `names starting with "build-" are labforge's build guests`},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {

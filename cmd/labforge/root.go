@@ -44,19 +44,27 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
 		newLabCmd(), newCICmd(g),
 	)
-	// cobra's completion command prints its help for any shell it does not
-	// know and exits 0: a script would take that for a completion script.
-	root.InitDefaultCompletionCmd()
-	for _, c := range root.Commands() {
-		if c.Name() == "completion" {
-			c.RunE = func(cmd *cobra.Command, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("completion %s: unknown shell (bash, zsh, fish, powershell)", args[0])
-				}
-				return cmd.Help()
+	// cobra's own completion command prints its help for a shell it does
+	// not know and exits 0, which a script takes for a completion script.
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(&cobra.Command{
+		Use:       "completion bash|zsh|fish|powershell",
+		Short:     "Print the shell completion script",
+		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
+		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(out, true)
+			case "zsh":
+				return root.GenZshCompletion(out)
+			case "fish":
+				return root.GenFishCompletion(out, true)
 			}
-		}
-	}
+			return root.GenPowerShellCompletionWithDesc(out)
+		},
+	})
 	return root
 }
 
