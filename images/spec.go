@@ -188,6 +188,8 @@ const (
 // =version (apt) or :arch: nothing a shell would read.
 var packageRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._:=~-]*$`)
 
+var stepNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 var userRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
@@ -297,6 +299,10 @@ func (s *Spec) validate() error {
 		field := fmt.Sprintf("provision[%d]", i)
 		if st.Name == "" {
 			return s.errorf(field, "name is required")
+		}
+		// Step names become file names (layer records, the bench's scripts).
+		if !stepNameRe.MatchString(st.Name) {
+			return s.errorf(field+".name", "%q: letters, digits, dots, dashes and underscores only (at most 64)", st.Name)
 		}
 		if j, dup := seen[st.Name]; dup {
 			return s.errorf(field+".name", "duplicate step name %q (also provision[%d])", st.Name, j)

@@ -80,6 +80,7 @@ func TestBadSpecs(t *testing.T) {
 		{"kernel arg with a newline", "name: x\nbase: debian-12\nkernelArgs: [\"quiet\\ninitrd /evil\"]\n", `bad.yaml:3: kernelArgs[0]: "quiet\ninitrd /evil": one argument`},
 		{"package name with a command", "name: x\nbase: debian-12\npackages: [\"vim$(id)\"]\n", `bad.yaml:3: packages[0]: invalid package name "vim$(id)"`},
 		{"spec name too long for its build guest", "name: a234567890123456789012345678901234567\nbase: debian-12\n", `bad.yaml:1: name: "a234567890123456789012345678901234567" is 37 characters; at most 35`},
+		{"step name with a path", "name: x\nbase: debian-12\nprovision:\n  - name: ../../x\n    run: true\n", `bad.yaml:4: provision[0].name: "../../x": letters, digits`},
 		{"missing te", "name: x\nbase: debian-12\npolicyModules: [x.te]\n", `policyModules[0]: "x.te": no such file`},
 	}
 	for _, c := range cases {

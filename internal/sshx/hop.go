@@ -44,10 +44,12 @@ func DialHop(ctx context.Context, h Hop) (*ssh.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s: read known hosts: %w (labforge checks the hypervisor's host key; name the file with known_hosts= in the URI)", h, err)
 	}
-	auth, err := h.auth()
+	auth, closeAgent, err := h.auth()
 	if err != nil {
 		return nil, err
 	}
+	// The agent signs during the handshake only: its socket closes after.
+	defer closeAgent()
 	// Go's client asks for ECDSA before Ed25519: when the server has both
 	// and known_hosts lists only one, ask again for the listed type.
 	var algos []string
@@ -123,14 +125,16 @@ func algorithmsOf(keys []knownhosts.KnownKey) []string {
 	return out
 }
 
-// auth is the key file, or else the user's usual keys and agent.
-func (h Hop) auth() ([]ssh.AuthMethod, error) {
+// auth is the key file, or else the user's usual keys and agent; the
+// func closes the agent's socket once the handshakes are done.
+func (h Hop) auth() ([]ssh.AuthMethod, func(), error) {
+	none := func() {}
 	if h.KeyFile != "" {
 		s, err := LoadSigner(h.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("ssh %s: key: %w", h, err)
+			return nil, none, fmt.Errorf("ssh %s: key: %w", h, err)
 		}
-		return []ssh.AuthMethod{ssh.PublicKeys(s)}, nil
+		return []ssh.AuthMethod{ssh.PublicKeys(s)}, none, nil
 	}
 	var signers []ssh.Signer
 	home, _ := os.UserHomeDir()
@@ -139,18 +143,20 @@ func (h Hop) auth() ([]ssh.AuthMethod, error) {
 			signers = append(signers, s)
 		}
 	}
+	closeAgent := none
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
-		// Left open: the agent signs through it at every handshake.
 		if c, err := net.Dial("unix", sock); err == nil {
+			closeAgent = func() { c.Close() }
 			if ss, err := agent.NewClient(c).Signers(); err == nil {
 				signers = append(signers, ss...)
 			}
 		}
 	}
 	if len(signers) == 0 {
-		return nil, fmt.Errorf("ssh %s: no key: name one with keyfile= in the URI, or put it in ~/.ssh or an agent", h)
+		closeAgent()
+		return nil, none, fmt.Errorf("ssh %s: no key: name one with keyfile= in the URI, or put it in ~/.ssh or an agent", h)
 	}
-	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, nil
+	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, closeAgent, nil
 }
 
 // handshake runs the SSH handshake on conn, closing conn when ctx ends:
