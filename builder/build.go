@@ -469,11 +469,7 @@ func writeRecord(img string, r *Record) error {
 	if err != nil {
 		return err
 	}
-	tmp := recordPath(img) + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, recordPath(img))
+	return writeAtomic(recordPath(img), append(data, '\n'))
 }
 
 // idsFor derives the disk's identifiers from the spec hash.

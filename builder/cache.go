@@ -66,7 +66,7 @@ func CacheList(cacheDir string) ([]CacheEntry, error) {
 
 // leftoverGlobs are the temporary names that builds, exports, uploads and
 // image checks use in the cache, relative to it.
-var leftoverGlobs = []string{".work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/*.tmp"}
+var leftoverGlobs = []string{".work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*"}
 
 // leftovers lists what killed labforge runs left in the cache. Only
 // meaningful while the cache lock is held exclusively.

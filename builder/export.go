@@ -33,7 +33,14 @@ func Export(ctx context.Context, res *Result, name, outDir string) (ex *Exported
 		}
 	}()
 	out := filepath.Join(outDir, name+".qcow2")
-	tmp := out + ".tmp"
+	// A name of its own, so two exports into one directory cannot write
+	// into each other's half-made file.
+	f, err := os.CreateTemp(outDir, "."+name+".qcow2.tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	tmp := f.Name()
+	f.Close()
 	defer os.Remove(tmp)
 	if err := runx.Run(ctx, nil, nil, "qemu-img", "convert", "-f", "qcow2", "-c", "-O", "qcow2", res.Image, tmp); err != nil {
 		return nil, fmt.Errorf("export %s: %w", name, err)
@@ -55,11 +62,16 @@ func Export(ctx context.Context, res *Result, name, outDir string) (ex *Exported
 	if err != nil {
 		return nil, err
 	}
-	recPath := filepath.Join(outDir, name+".json")
-	if err := writeAtomic(recPath, append(data, '\n')); err != nil {
+	// The image goes first, its sidecars after, the sha256 last: no
+	// sidecar ever describes an image that is not there yet.
+	if err := syncFile(tmp); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(out+".sha256", []byte(sum+"  "+filepath.Base(out)+"\n")); err != nil {
+	if err := os.Rename(tmp, out); err != nil {
+		return nil, err
+	}
+	recPath := filepath.Join(outDir, name+".json")
+	if err := writeAtomic(recPath, append(data, '\n')); err != nil {
 		return nil, err
 	}
 	if m, err := os.ReadFile(manifestPath(res.Image)); err == nil {
@@ -67,18 +79,46 @@ func Export(ctx context.Context, res *Result, name, outDir string) (ex *Exported
 			return nil, err
 		}
 	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := writeAtomic(out+".sha256", []byte(sum+"  "+filepath.Base(out)+"\n")); err != nil {
 		return nil, err
 	}
 	return &Exported{Image: out, SHA256: sum, Record: recPath, Bytes: st.Size()}, nil
 }
 
+// writeAtomic writes data to path whole or not at all, through a
+// temporary file of its own that reaches the disk before the rename.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// syncFile flushes a file another program wrote to the disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // mkdirUndo makes dir and its missing parents for an export, and returns

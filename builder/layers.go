@@ -88,7 +88,11 @@ func writeLayerMeta(l layer, parent string, took time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(l.record(), append(data, '\n'), 0o644)
+	// The record marks the layer finished: it must never be half there.
+	if err := syncFile(l.Path); err != nil {
+		return err
+	}
+	return writeAtomic(l.record(), append(data, '\n'))
 }
 
 // checkLayer verifies a cached layer against its record.
