@@ -348,8 +348,12 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 		return nil, err
 	}
 	// Whatever happens, no half-made tree or disk is left behind.
-	defer removeTree(filepath.Join(work, "rootfs"))
-	defer os.RemoveAll(work)
+	// One defer, in this order: the tree's mounts (proc, sys, dev) must be
+	// gone before anything is removed, or RemoveAll walks into the host's.
+	defer func() {
+		removeTree(filepath.Join(work, "rootfs"))
+		os.RemoveAll(work)
+	}()
 
 	rs := newRootfsSpec(base, b.fam, b.spec.Packages, b.opts.AptRoot)
 	var cached string
