@@ -27,6 +27,27 @@ func TestBuildFaults(t *testing.T) {
 	copyFile(t, records[0], before)
 	copyFile(t, strings.TrimSuffix(records[0], ".record.json")+".tree", strings.TrimSuffix(before, ".record.json")+".tree")
 
+	// A spec may not write outside the tree it builds: the build host's
+	// /etc/cron.hourly stays as it was.
+	t.Run("a spec's dest with .. is refused, nothing written on the host", func(t *testing.T) {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "prog"), 0o755)
+		os.WriteFile(filepath.Join(dir, "prog", "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+		spec := filepath.Join(dir, "evil.yaml")
+		os.WriteFile(spec, []byte("name: evil\nbase: debian-12\nartifacts:\n  - name: prog\n    go: prog\n    dest: /../../../../etc/cron.hourly\n"), 0o644)
+		before, _ := os.ReadDir("/etc/cron.hourly")
+		r := labforge(t, "build", spec)
+		if r.code == 0 || !strings.Contains(r.stderr, `evil.yaml:6: artifacts[0].dest: "/../../../../etc/cron.hourly": a path in the guest may not contain ".."`) {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if after, _ := os.ReadDir("/etc/cron.hourly"); len(after) != len(before) {
+			t.Fatalf("/etc/cron.hourly changed: %d entries, was %d", len(after), len(before))
+		}
+		if m, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-evil.*")); len(m) > 0 {
+			t.Fatalf("a refused spec left %v", m)
+		}
+	})
+
 	t.Run("kill -9 during build", func(t *testing.T) {
 		cmd := exec.Command(bin, "build", baseSpec, "--force")
 		cmd.Dir = root
@@ -35,7 +56,7 @@ func TestBuildFaults(t *testing.T) {
 		}
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			work, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base-*", "rootfs", "etc"))
+			work, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base.*", "rootfs", "etc"))
 			if len(work) > 0 {
 				break
 			}
@@ -47,12 +68,12 @@ func TestBuildFaults(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		left, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base-*"))
+		left, _ := filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base.*"))
 		if len(left) == 0 {
 			t.Fatal("expected the killed build to leave its work tree")
 		}
 		mustLabforge(t, "build", baseSpec, "--force")
-		left, _ = filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base-*"))
+		left, _ = filepath.Glob(filepath.Join(cacheDir(), ".work-debian-base.*"))
 		if len(left) != 0 {
 			t.Fatalf("work left after the next build: %v", left)
 		}
@@ -100,7 +121,7 @@ func TestBuildFaults(t *testing.T) {
 		if !strings.Contains(string(out), "No space left on device") {
 			t.Fatalf("the error does not say the disk is full:\n%s", out)
 		}
-		for _, pat := range []string{".work-*", "images/*.qcow2", "images/*.tmp", "rootfs/.tmp-*"} {
+		for _, pat := range []string{".work-*", "images/*.qcow2", "images/*.tmp", "images/.*.tmp-*", "rootfs/.tmp-*"} {
 			if m, _ := filepath.Glob(filepath.Join(small, pat)); len(m) > 0 {
 				t.Fatalf("a failed build left %v", m)
 			}
