@@ -81,6 +81,12 @@ func TestBadInputs(t *testing.T) {
 			if strings.Contains(msg, "\n") {
 				t.Fatalf("error is not one line: %q", msg)
 			}
+			// Nothing left behind: no instance, no work or temporary file.
+			for _, pat := range []string{"state/instances/*/*", "cache/.work-*", "cache/.tree-*", "cache/.box-*", "cache/images/*", "cache/layers/*"} {
+				if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
+					t.Fatalf("left behind: %v", m)
+				}
+			}
 		})
 	}
 }
