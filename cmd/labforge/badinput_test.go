@@ -22,6 +22,9 @@ func TestBadInputs(t *testing.T) {
 		return p
 	}
 	notAlma := write("not-alma.qcow2", "not a disk image")
+	if err := os.Symlink("/etc/shadow", filepath.Join(dir, "leak")); err != nil {
+		t.Fatal(err)
+	}
 	// A port this test holds, for `up --ssh-port`.
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +55,7 @@ func TestBadInputs(t *testing.T) {
 		{"SSH port taken", noLibvirt, []string{"up", write("p.yaml", "name: p\nbase: alma-9\n"), "--base-file", notAlma, "-n", "porttest", "--ssh-port", port},
 			"ssh port 127.0.0.1:" + port + " is already in use; pick another --ssh-port or leave it out to get a free one"},
 		{"artifact dest leaves the tree", nil, []string{"build", write("q.yaml", "name: q\nbase: debian-12\nartifacts:\n  - name: k\n    recipe: etcd\n    version: v3.6.5\n    dest: /../../../etc/cron.hourly\n")}, `q.yaml:7: artifacts[0].dest: "/../../../etc/cron.hourly": a path in the guest may not contain ".."`},
-		{"image layer to leaves the tree", nil, []string{"build", write("r.yaml", "name: r\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{busybox: true}, {files: ., to: /../x}]\n")}, `r.yaml:5: containerImages[0].layers[1].to: "/../x": a path in the image may not contain ".."`},
+		{"image layer to leaves the tree", nil, []string{"build", write("r.yaml", "name: r\nbase: debian-12\ncontainerImages:\n  - name: a:1\n    layers: [{busybox: true}, {files: not-alma.qcow2, to: /../x}]\n")}, `r.yaml:5: containerImages[0].layers[1].to: "/../x": a path in the image may not contain ".."`},
 		{"YAML alias bomb", nil, []string{"build", write("s.yaml", "name: &n s\nbase: debian-12\ndescription: *n\n")}, `s.yaml:3: description: YAML aliases (*n) are not allowed`},
 		{"negative prune age", nil, []string{"cache", "prune", "--older-than", "-1h"}, "--older-than -1h0m0s: must not be negative"},
 		{"start a missing instance", noLibvirt, []string{"start", "nope"}, `no instance "nope"`},
@@ -63,6 +66,13 @@ func TestBadInputs(t *testing.T) {
 		{"unknown completion shell", nil, []string{"completion", "nope"}, `invalid argument "nope" for "labforge completion"`},
 		{"class name too long for its students", noLibvirt, []string{"class", "create", "c234567890123456789012345678901234567890", "--students", "2"}, "is too long: its students' hosts"},
 		{"a build guest's name", noLibvirt, []string{"up", write("b2.yaml", "name: b2\nbase: debian-12\n"), "-n", "build-container-internals"}, `names starting with "build-" are labforge's build guests`},
+		{"size that overflows", nil, []string{"build", write("t.yaml", "name: t\nbase: debian-12\ndisk:\n  size: 16777216TiB\n")}, `t.yaml:4: disk.size: size "16777216TiB" is too large`},
+		{"kernel argument with a newline", nil, []string{"build", write("u.yaml", "name: u\nbase: debian-12\nkernelArgs: [\"quiet\\ninitrd /x\"]\n")}, `u.yaml:3: kernelArgs[0]:`},
+		{"package name a shell would run", nil, []string{"build", write("v.yaml", "name: v\nbase: debian-12\npackages: [\"vim$(id)\"]\n")}, `v.yaml:3: packages[0]: invalid package name "vim$(id)"`},
+		{"spec name too long for its build guest", nil, []string{"build", write("w.yaml", "name: w234567890123456789012345678901234567\nbase: debian-12\n")}, `w.yaml:1: name: "w234567890123456789012345678901234567" is 37 characters; at most 35`},
+		{"step file is a link out of the spec's directory", nil, []string{"build", write("x.yaml", "name: x\nbase: debian-12\nprovision:\n  - name: s\n    run: cat leak\n    files: [leak]\n")}, `x.yaml:6: provision[0].files[0]: "leak" is a link that leaves the spec's directory (to /etc/shadow)`},
+		{"step name that is a path", nil, []string{"build", write("y.yaml", "name: y\nbase: debian-12\nprovision:\n  - name: ../../y\n    run: true\n")}, `y.yaml:4: provision[0].name: "../../y": letters, digits`},
+		{"hypervisor URI that injects ssh_config", noLibvirt, []string{"class", "create", "c", "--students", "1", "--hosts", "qemu+ssh://h/system?keyfile=/k%0AProxyCommand%20sh"}, "keyfile may not hold spaces or control characters"},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {
