@@ -4,7 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // stepPrinter shows each build or boot step with its time, as text or,
@@ -14,20 +19,36 @@ type stepPrinter struct {
 	quiet bool
 	json  bool
 	start time.Time
+	// beat is how often a running step says it still runs (0: never):
+	// every 10 s on a terminal and in JSON, never into a log file.
+	beat    time.Duration
+	mu      sync.Mutex
+	running map[string]chan struct{}
+	// detail, when set for a step, says in each heartbeat how far it is
+	// ("12 of 42 checks").
+	detail map[string]func() string
 }
 
 // progressJSON is set by the global --progress=json flag.
 var progressJSON bool
 
 func newStepPrinter(w io.Writer, quiet bool) *stepPrinter {
-	return &stepPrinter{w: w, quiet: quiet, json: progressJSON, start: time.Now()}
+	p := &stepPrinter{w: w, quiet: quiet, json: progressJSON, start: time.Now(), running: map[string]chan struct{}{}}
+	if f, ok := w.(*os.File); p.json || ok && term.IsTerminal(int(f.Fd())) {
+		p.beat = heartbeat
+	}
+	return p
 }
+
+// heartbeat bounds the silence during a step: a person watching must
+// see that work goes on, and how long it has taken.
+const heartbeat = 10 * time.Second
 
 // progressEvent is one line of --progress=json.
 type progressEvent struct {
 	Time    time.Time `json:"time"`
 	Step    string    `json:"step"`
-	Event   string    `json:"event"` // start, done, failed
+	Event   string    `json:"event"` // start, running, done, failed
 	Seconds float64   `json:"seconds,omitempty"`
 	Note    string    `json:"note,omitempty"`
 	Error   string    `json:"error,omitempty"`
@@ -46,9 +67,55 @@ func (p *stepPrinter) Start(step string) {
 	case !p.quiet:
 		fmt.Fprintf(p.w, "==> %s\n", step)
 	}
+	if p.beat > 0 && (p.json || !p.quiet) {
+		stop := make(chan struct{})
+		p.mu.Lock()
+		p.running[step] = stop
+		p.mu.Unlock()
+		go p.beatUntil(step, stop, time.Now())
+	}
+}
+
+// beatUntil says every p.beat that step still runs, until stop closes.
+func (p *stepPrinter) beatUntil(step string, stop chan struct{}, t0 time.Time) {
+	t := time.NewTicker(p.beat)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			select {
+			case <-stop: // Done came first: nothing after its line
+				p.mu.Unlock()
+				return
+			default:
+			}
+			note := ""
+			if d := p.detail[step]; d != nil {
+				note = d()
+			}
+			if p.json {
+				p.emit(progressEvent{Step: step, Event: "running", Seconds: time.Since(t0).Round(time.Second).Seconds(), Note: note})
+			} else {
+				if note != "" {
+					note = ": " + note
+				}
+				fmt.Fprintf(p.w, "    ... %s, %s so far%s\n", step, time.Since(t0).Round(time.Second), note)
+			}
+			p.mu.Unlock()
+		}
+	}
 }
 
 func (p *stepPrinter) Done(step string, d time.Duration, note string, err error) {
+	p.mu.Lock()
+	if stop, ok := p.running[step]; ok {
+		close(stop)
+		delete(p.running, step)
+	}
+	p.mu.Unlock()
 	if p.json {
 		e := progressEvent{Step: step, Event: "done", Seconds: d.Seconds(), Note: note}
 		if err != nil {
@@ -68,6 +135,19 @@ func (p *stepPrinter) Done(step string, d time.Duration, note string, err error)
 		note = " (" + note + ")"
 	}
 	fmt.Fprintf(p.w, "    %s %s in %s%s\n", step, status, d.Round(100*time.Millisecond), note)
+}
+
+// counted runs fn as a printed step whose heartbeats say how many of n
+// items are done; fn calls the func it is given as each one finishes.
+func (p *stepPrinter) counted(step, unit string, n int, fn func(done func()) (string, error)) error {
+	var k atomic.Int64
+	p.mu.Lock()
+	if p.detail == nil {
+		p.detail = map[string]func() string{}
+	}
+	p.detail[step] = func() string { return fmt.Sprintf("%d of %d %s", k.Load(), n, unit) }
+	p.mu.Unlock()
+	return p.timed(step, func() (string, error) { return fn(func() { k.Add(1) }) })
 }
 
 // timed runs fn as a printed step.
