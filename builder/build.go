@@ -331,13 +331,6 @@ func (b *build) step(name string, fn func() (string, error)) error {
 	return nil
 }
 
-func (b *build) note(name, note string) {
-	if b.opts.Progress != nil {
-		b.opts.Progress.Start(name)
-		b.opts.Progress.Done(name, 0, note, nil)
-	}
-}
-
 func (b *build) run(ctx context.Context, base images.Base, img string, arts *artifactSet) (*Record, error) {
 	cache := b.opts.CacheDir
 	if err := os.MkdirAll(filepath.Join(cache, "images"), 0o755); err != nil {

@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"path"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/labforge/labforge/builder/family"
 	"github.com/labforge/labforge/images"
-	"github.com/labforge/labforge/internal/runx"
 )
 
 // A plan is the customisation of one image, made from the spec and its
@@ -253,73 +251,4 @@ func policyPlan(spec *images.Spec, fam family.Profile) ([]step, error) {
 	// The sources need not ship.
 	s = append(s, step{Op: opRemove, Path: policyWork, Family: work})
 	return s, nil
-}
-
-// String renders the plan as text, one step a line (a written file's
-// content follows it, indented), each line that depends on the family
-// ending with the profile fields it used.
-func (p *plan) String() string {
-	var b strings.Builder
-	b.WriteString("# root fs\n")
-	for _, s := range p.RootFS {
-		b.WriteString(s.String())
-	}
-	b.WriteString("# tree\n")
-	for _, s := range p.Tree {
-		b.WriteString(s.String())
-	}
-	return b.String()
-}
-
-// familyMark starts the annotation of a family-dependent step's line.
-const familyMark = "  # family: "
-
-func (s step) String() string {
-	var head string
-	switch s.Op {
-	case opHost, opRun:
-		head = string(s.Op) + " " + quoteArgs(s.Args)
-	case opBase:
-		head = "base " + s.Src + " sha256 " + s.Path
-	case opWrite:
-		head = fmt.Sprintf("write %s %04o", s.Path, s.Mode)
-	case opCopy:
-		head = "copy " + s.Src + " " + s.Path
-		if s.Optional {
-			head += " (if present)"
-		}
-	case opLink:
-		head = "link " + s.Path + " -> " + s.Src
-	default:
-		head = string(s.Op) + " " + s.Path
-	}
-	if len(s.Family) > 0 {
-		head += familyMark + strings.Join(s.Family, ", ")
-	}
-	var b strings.Builder
-	b.WriteString(head + "\n")
-	if s.Op == opWrite && len(s.Data) > 0 {
-		// Templates are shown whole; labforge's policy modules by digest,
-		// as they are the same for every family.
-		if len(s.Data) > 1024 {
-			fmt.Fprintf(&b, "  | (%d bytes, sha256 %x)\n", len(s.Data), sha256.Sum256(s.Data))
-		} else {
-			for _, l := range strings.Split(strings.TrimSuffix(string(s.Data), "\n"), "\n") {
-				b.WriteString(strings.TrimRight("  | "+l, " ") + "\n")
-			}
-		}
-	}
-	return b.String()
-}
-
-func quoteArgs(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		out[i] = a
-		// Commands run without a shell; quoting only keeps words apart.
-		if a == "" || strings.ContainsAny(a, " \t'\"") {
-			out[i] = runx.Quote(a)
-		}
-	}
-	return strings.Join(out, " ")
 }

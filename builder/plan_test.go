@@ -1,10 +1,13 @@
 package builder
 
 import (
+	"crypto/sha256"
 	"flag"
 	"fmt"
+	"github.com/labforge/labforge/internal/runx"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -139,11 +142,11 @@ func unexplained(a, b *plan, fa, fb family.Profile) []string {
 	var out []string
 	check := func(sign string, l planLine) {
 		for _, f := range l.family {
-			if !family.IsField(f) {
+			if !isField(f) {
 				out = append(out, fmt.Sprintf("%s %s: names %q, not a profile field", sign, l.text, f))
 				return
 			}
-			if family.Differs(fa, fb, f) {
+			if differs(fa, fb, f) {
 				return
 			}
 		}
@@ -250,4 +253,91 @@ func TestPlanModuleTheFamilyCannotBuild(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "x.yaml:5") || !strings.Contains(err.Error(), "policyModules[1]") || !strings.Contains(err.Error(), `"apache"`) {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// differs tells whether field (a Profile field name) has different values
+// in a and b; it panics on a name that is not a field, which only a
+// mistyped annotation in the builder can cause.
+func differs(a, b family.Profile, field string) bool {
+	va := reflect.ValueOf(a).FieldByName(field)
+	vb := reflect.ValueOf(b).FieldByName(field)
+	if !va.IsValid() {
+		panic("no profile field " + field)
+	}
+	return !reflect.DeepEqual(va.Interface(), vb.Interface())
+}
+
+// isField tells whether name is a field of Profile.
+func isField(name string) bool {
+	_, ok := reflect.TypeOf(family.Profile{}).FieldByName(name)
+	return ok
+}
+
+// String renders the plan as text, one step a line (a written file's
+// content follows it, indented), each line that depends on the family
+// ending with the profile fields it used.
+func (p *plan) String() string {
+	var b strings.Builder
+	b.WriteString("# root fs\n")
+	for _, s := range p.RootFS {
+		b.WriteString(s.String())
+	}
+	b.WriteString("# tree\n")
+	for _, s := range p.Tree {
+		b.WriteString(s.String())
+	}
+	return b.String()
+}
+
+// familyMark starts the annotation of a family-dependent step's line.
+const familyMark = "  # family: "
+
+func (s step) String() string {
+	var head string
+	switch s.Op {
+	case opHost, opRun:
+		head = string(s.Op) + " " + quoteArgs(s.Args)
+	case opBase:
+		head = "base " + s.Src + " sha256 " + s.Path
+	case opWrite:
+		head = fmt.Sprintf("write %s %04o", s.Path, s.Mode)
+	case opCopy:
+		head = "copy " + s.Src + " " + s.Path
+		if s.Optional {
+			head += " (if present)"
+		}
+	case opLink:
+		head = "link " + s.Path + " -> " + s.Src
+	default:
+		head = string(s.Op) + " " + s.Path
+	}
+	if len(s.Family) > 0 {
+		head += familyMark + strings.Join(s.Family, ", ")
+	}
+	var b strings.Builder
+	b.WriteString(head + "\n")
+	if s.Op == opWrite && len(s.Data) > 0 {
+		// Templates are shown whole; labforge's policy modules by digest,
+		// as they are the same for every family.
+		if len(s.Data) > 1024 {
+			fmt.Fprintf(&b, "  | (%d bytes, sha256 %x)\n", len(s.Data), sha256.Sum256(s.Data))
+		} else {
+			for _, l := range strings.Split(strings.TrimSuffix(string(s.Data), "\n"), "\n") {
+				b.WriteString(strings.TrimRight("  | "+l, " ") + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+func quoteArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		// Commands run without a shell; quoting only keeps words apart.
+		if a == "" || strings.ContainsAny(a, " \t'\"") {
+			out[i] = runx.Quote(a)
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -78,12 +78,3 @@ func BaseNames() []string {
 	sort.Strings(names)
 	return names
 }
-
-// Bases lists every base, sorted by name.
-func Bases() []Base {
-	var out []Base
-	for _, n := range BaseNames() {
-		out = append(out, catalogue[n])
-	}
-	return out
-}

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/labforge/labforge/builder/gobuild"
 	"github.com/labforge/labforge/internal/yamlx"
 )
 
@@ -369,9 +370,6 @@ var policyNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 var recipeVersionRe = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 
-// Recipes are the upstream projects labforge knows how to build.
-var Recipes = []string{"coredns", "cri-tools", "etcd", "kubernetes"}
-
 func (s *Spec) validateArtifacts() error {
 	seen := map[string]int{}
 	for i, a := range s.Artifacts {
@@ -387,8 +385,8 @@ func (s *Spec) validateArtifacts() error {
 		case a.Recipe != "" && a.Go != "":
 			return s.errorf(field, "give recipe or go, not both")
 		case a.Recipe != "":
-			if !slices.Contains(Recipes, a.Recipe) {
-				return s.errorf(field+".recipe", "unknown recipe %q (known: %s)", a.Recipe, strings.Join(Recipes, ", "))
+			if !slices.Contains(gobuild.Recipes(), a.Recipe) {
+				return s.errorf(field+".recipe", "unknown recipe %q (known: %s)", a.Recipe, strings.Join(gobuild.Recipes(), ", "))
 			}
 			if !recipeVersionRe.MatchString(a.Version) {
 				return s.errorf(field+".version", "must be a release like v1.34.4, got %q", a.Version)
@@ -482,20 +480,13 @@ func (s *Spec) guestPath(field, where, p string) error {
 	return nil
 }
 
-// RecipeBinaries lists the programs each recipe makes (for checking
-// references before anything is built).
-var RecipeBinaries = map[string][]string{
-	"kubernetes": {"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"},
-	"etcd":       {"etcd", "etcdctl"},
-	"coredns":    {"coredns"},
-}
-
 func (s *Spec) hasBinary(name string) bool {
 	for _, a := range s.Artifacts {
 		if a.Go != "" && a.Name == name {
 			return true
 		}
-		if slices.Contains(RecipeBinaries[a.Recipe], name) {
+		// The builder's recipe table is the one source of what each makes.
+		if a.Recipe != "" && slices.Contains(gobuild.Targets(a.Recipe), name) {
 			return true
 		}
 	}

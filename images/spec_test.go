@@ -153,7 +153,8 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestCatalogue(t *testing.T) {
-	for _, b := range Bases() {
+	for _, n := range BaseNames() {
+		b, _ := LookupBase(n)
 		switch b.Kind {
 		case FromPackages:
 			if b.Suite == "" {

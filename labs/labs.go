@@ -163,17 +163,6 @@ func (c *Course) Get(id string) (*Exercise, error) {
 	return nil, fmt.Errorf("no exercise %q (exercises: %s)", id, strings.Join(ids, ", "))
 }
 
-// Covering returns the ids of the exercises that cover objective.
-func (c *Course) Covering(objective string) []string {
-	var ids []string
-	for _, e := range c.Exercises {
-		if slices.Contains(e.Objectives, objective) {
-			ids = append(ids, e.ID)
-		}
-	}
-	return ids
-}
-
 // Default is the course embedded in this binary; it is validated by the
 // unit tests, so an error here means a broken build.
 var Default = sync.OnceValues(func() (*Course, error) { return Load(embedded, "labs") })
@@ -379,40 +368,4 @@ func ParseMap(file, text string) (map[string][]string, error) {
 		m[r[1]] = ids
 	}
 	return m, nil
-}
-
-// CheckMap compares the README's map with the exercises' own objectives:
-// every objective must be mapped to at least one exercise, and the map
-// must name exactly the exercises that list the objective.
-func (c *Course) CheckMap() error {
-	var problems []string
-	for _, o := range Objectives {
-		mapped, ok := c.Map[o.ID]
-		covering := c.Covering(o.ID)
-		switch {
-		case len(covering) == 0:
-			problems = append(problems, fmt.Sprintf("%s is covered by no exercise", o.ID))
-		case !ok:
-			problems = append(problems, fmt.Sprintf("%s is missing from the map (exercises: %s)", o.ID, strings.Join(covering, ", ")))
-		case !sameSet(mapped, covering):
-			problems = append(problems, fmt.Sprintf("%s: the map says %s, the exercises say %s", o.ID, strings.Join(mapped, ", "), strings.Join(covering, ", ")))
-		}
-	}
-	for o := range c.Map {
-		if !knownObjective(o) {
-			problems = append(problems, fmt.Sprintf("the map has unknown objective %s", o))
-		}
-	}
-	if len(problems) > 0 {
-		slices.Sort(problems)
-		return fmt.Errorf("labs/README.md objective map: %s", strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-func sameSet(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -346,4 +347,51 @@ func TestScriptError(t *testing.T) {
 	if _, ok := err.(*ScriptError); !ok || !strings.Contains(err.Error(), "p1-x: setup script failed (exit 3): starting | broken") {
 		t.Fatalf("%v", err)
 	}
+}
+
+// CheckMap compares the README's map with the exercises' own objectives:
+// every objective must be mapped to at least one exercise, and the map
+// must name exactly the exercises that list the objective.
+func (c *Course) CheckMap() error {
+	var problems []string
+	for _, o := range Objectives {
+		mapped, ok := c.Map[o.ID]
+		covering := c.Covering(o.ID)
+		switch {
+		case len(covering) == 0:
+			problems = append(problems, fmt.Sprintf("%s is covered by no exercise", o.ID))
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s is missing from the map (exercises: %s)", o.ID, strings.Join(covering, ", ")))
+		case !sameSet(mapped, covering):
+			problems = append(problems, fmt.Sprintf("%s: the map says %s, the exercises say %s", o.ID, strings.Join(mapped, ", "), strings.Join(covering, ", ")))
+		}
+	}
+	for o := range c.Map {
+		if !knownObjective(o) {
+			problems = append(problems, fmt.Sprintf("the map has unknown objective %s", o))
+		}
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return fmt.Errorf("labs/README.md objective map: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Covering returns the ids of the exercises that cover objective.
+func (c *Course) Covering(objective string) []string {
+	var ids []string
+	for _, e := range c.Exercises {
+		if slices.Contains(e.Objectives, objective) {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

@@ -5,7 +5,6 @@ package provision
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -120,31 +119,4 @@ func (s Seed) WriteISO(path string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-// ReadISOFile reads one file back from a seed image (for tests and doctor).
-func ReadISOFile(path, name string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	img, err := iso9660.OpenImage(f)
-	if err != nil {
-		return nil, err
-	}
-	root, err := img.RootDir()
-	if err != nil {
-		return nil, err
-	}
-	kids, err := root.GetChildren()
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range kids {
-		if k.Name() == name {
-			return io.ReadAll(k.Reader())
-		}
-	}
-	return nil, fmt.Errorf("%s: no file %q", path, name)
 }

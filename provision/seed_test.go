@@ -1,11 +1,14 @@
 package provision
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kdomanski/iso9660"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/labforge/labforge/internal/sshx"
@@ -30,7 +33,7 @@ func TestSeedISORoundTrip(t *testing.T) {
 	if err := s.WriteISO(path); err != nil {
 		t.Fatal(err)
 	}
-	ud, err := ReadISOFile(path, "user-data")
+	ud, err := readISOFile(path, "user-data")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +53,7 @@ func TestSeedISORoundTrip(t *testing.T) {
 	if u["name"] != "student" || u["ssh_authorized_keys"].([]any)[0] != s.AuthorizedKey {
 		t.Fatalf("user not carried: %v", u)
 	}
-	md, err := ReadISOFile(path, "meta-data")
+	md, err := readISOFile(path, "meta-data")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +87,31 @@ func TestUserDataCannotBeInjected(t *testing.T) {
 	if _, ok := doc["runcmd"]; ok {
 		t.Fatal("a value broke out of its field")
 	}
+}
+
+// ReadISOFile reads one file back from a seed image.
+func readISOFile(path, name string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, err := iso9660.OpenImage(f)
+	if err != nil {
+		return nil, err
+	}
+	root, err := img.RootDir()
+	if err != nil {
+		return nil, err
+	}
+	kids, err := root.GetChildren()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range kids {
+		if k.Name() == name {
+			return io.ReadAll(k.Reader())
+		}
+	}
+	return nil, fmt.Errorf("%s: no file %q", path, name)
 }

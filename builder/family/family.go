@@ -9,7 +9,6 @@ package family
 
 import (
 	"fmt"
-	"reflect"
 	"sort"
 	"strings"
 )
@@ -184,22 +183,4 @@ func (p Profile) Provides(m string) bool {
 		}
 	}
 	return false
-}
-
-// Differs tells whether field (a Profile field name) has different values
-// in a and b; it panics on a name that is not a field, which only a
-// mistyped annotation in the builder can cause.
-func Differs(a, b Profile, field string) bool {
-	va := reflect.ValueOf(a).FieldByName(field)
-	vb := reflect.ValueOf(b).FieldByName(field)
-	if !va.IsValid() {
-		panic("family: no profile field " + field)
-	}
-	return !reflect.DeepEqual(va.Interface(), vb.Interface())
-}
-
-// IsField tells whether name is a field of Profile.
-func IsField(name string) bool {
-	_, ok := reflect.TypeOf(Profile{}).FieldByName(name)
-	return ok
 }

@@ -3,10 +3,7 @@ package gobuild
 import (
 	"context"
 	"os"
-	"strings"
 	"testing"
-
-	"github.com/labforge/labforge/images"
 )
 
 func TestStagingModules(t *testing.T) {
@@ -58,12 +55,5 @@ func TestRecipes(t *testing.T) {
 		for _, b := range res.Binaries {
 			t.Logf("%s %s %s cached=%v", r.Name, b.Name, b.SHA256[:12], res.Cached)
 		}
-	}
-}
-
-// The spec loader's list of recipes is the builder's.
-func TestSpecKnowsEveryRecipe(t *testing.T) {
-	if got, want := strings.Join(images.Recipes, ","), strings.Join(Recipes(), ","); got != want {
-		t.Fatalf("images.Recipes = %s, gobuild has %s", got, want)
 	}
 }

@@ -6,7 +6,6 @@ package yamlx
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -55,15 +54,6 @@ func (l Lines) nearest(field string) int {
 		f = f[:i]
 	}
 	return 0
-}
-
-// DecodeFile reads path and decodes it into out (a pointer to a struct).
-func DecodeFile(path string, out any) (Lines, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return Decode(path, data, out)
 }
 
 // Decode decodes data, named file in errors, into out.

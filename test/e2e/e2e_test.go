@@ -279,7 +279,7 @@ func TestLabHost(t *testing.T) {
 
 	t.Run("secrets never appear in logs", func(t *testing.T) {
 		dir := filepath.Join(stateDir(), "instances", name)
-		secrets := instanceSecrets(t, dir)
+		secrets := instanceSecrets(t, name, dir)
 		files := append([]string{upJUnit}, logFilesUnder(t, dir)...) // console.log among them
 		builds, _ := filepath.Glob(filepath.Join(cacheDir(), "builds", "*", "*.log"))
 		files = append(files, builds...)

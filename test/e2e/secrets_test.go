@@ -19,7 +19,7 @@ type secret struct{ what, text string }
 // client key, the private host key its seed carries, and any password or
 // password hash the seed gives an account. Keys are matched line by line
 // of their base64 body, so a key printed whole or in part is caught.
-func instanceSecrets(t *testing.T, dir string) []secret {
+func instanceSecrets(t *testing.T, name, dir string) []secret {
 	t.Helper()
 	out := []secret{{"a private key header", "PRIVATE KEY-----"}}
 	key, err := os.ReadFile(filepath.Join(dir, "id_ed25519"))
@@ -27,10 +27,13 @@ func instanceSecrets(t *testing.T, dir string) []secret {
 		t.Fatal(err)
 	}
 	out = append(out, pemBody("the client key id_ed25519", string(key))...)
-	ud, err := provision.ReadISOFile(filepath.Join(dir, "seed.iso"), "user-data")
-	if err != nil {
-		t.Fatalf("read the seed's user-data: %v", err)
+	// The seed's user-data as the running guest received it (cloud-init
+	// keeps it, root's only).
+	r := labforge(t, "ssh", "-n", name, "--", "sudo cat /var/lib/cloud/instance/user-data.txt")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "#cloud-config") {
+		t.Fatalf("read the seed's user-data in the guest: exit %d: %s", r.code, r.stderr)
 	}
+	ud := []byte(r.stdout)
 	var doc any
 	if err := yaml.Unmarshal(ud, &doc); err != nil {
 		t.Fatalf("seed user-data: %v", err)
