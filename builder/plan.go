@@ -85,6 +85,8 @@ func makePlan(spec *images.Spec, base images.Base, fam family.Profile, pp planPa
 	if fam.NetworkConfig != "" {
 		files["/"+fam.NetworkConfig] = "wired.network"
 		fileFamily["/"+fam.NetworkConfig] = []string{"NetworkConfig"}
+		files["/etc/systemd/resolved.conf.d/90-labforge.conf"] = "resolved.conf"
+		fileFamily["/etc/systemd/resolved.conf.d/90-labforge.conf"] = []string{"NetworkConfig"}
 	}
 	names := make([]string, 0, len(files))
 	for k := range files {
