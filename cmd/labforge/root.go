@@ -42,7 +42,7 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 	root.AddCommand(
 		newBuildCmd(g), newUpCmd(g), newStartCmd(), newStopCmd(), newDownCmd(), newSSHCmd(), newVerifyCmd(),
 		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
-		newLabCmd(), newCICmd(g),
+		newLabCmd(), newCICmd(g), newSchemaCmd(),
 	)
 	// cobra's own completion command prints its help for a shell it does
 	// not know and exits 0, which a script takes for a completion script.
