@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -102,23 +103,15 @@ func newStartCmd() *cobra.Command {
 		Short: "Boot a stopped instance again on its own disk (after a host reboot or a poweroff)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := argOr(args, "default")
-			if _, err := instance.Load(name); err != nil {
-				return err
-			}
-			conn, err := virt.Connect(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			t0 := time.Now()
-			inst, client, err := instance.Start(cmd.Context(), conn, name, timeout)
-			if err != nil {
-				return err
-			}
-			client.Close()
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: up in %s; log in: %s\n", name, time.Since(t0).Round(time.Second), inst.SSHCommand())
-			return nil
+			return onInstance(cmd, args, func(ctx context.Context, conn *virt.Conn, name string) (string, error) {
+				t0 := time.Now()
+				inst, client, err := instance.Start(ctx, conn, name, timeout)
+				if err != nil {
+					return "", err
+				}
+				client.Close()
+				return fmt.Sprintf("up in %s; log in: %s", time.Since(t0).Round(time.Second), inst.SSHCommand()), nil
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "boot-timeout", 15*time.Minute, "how long to wait for SSH")
@@ -132,24 +125,33 @@ func newStopCmd() *cobra.Command {
 		Short: "Shut an instance down cleanly, keeping its disk (labforge start boots it again)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := argOr(args, "default")
-			if _, err := instance.Load(name); err != nil {
-				return err
-			}
-			conn, err := virt.Connect(cmd.Context(), true)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			if err := instance.Stop(cmd.Context(), conn, name, timeout); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: stopped\n", name)
-			return nil
+			return onInstance(cmd, args, func(ctx context.Context, conn *virt.Conn, name string) (string, error) {
+				return "stopped", instance.Stop(ctx, conn, name, timeout)
+			})
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long the guest may take to power off before it is pulled")
 	return cmd
+}
+
+// onInstance runs fn on the instance named in args (default "default")
+// once its record is found, and prints what fn says of it.
+func onInstance(cmd *cobra.Command, args []string, fn func(context.Context, *virt.Conn, string) (string, error)) error {
+	name := argOr(args, "default")
+	if _, err := instance.Load(name); err != nil {
+		return err
+	}
+	conn, err := virt.Connect(cmd.Context(), true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	what, err := fn(cmd.Context(), conn, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", name, what)
+	return nil
 }
 
 func argOr(args []string, def string) string {

@@ -20,7 +20,6 @@ import (
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/runx"
-	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
 )
 
@@ -356,26 +355,25 @@ func Reset(ctx context.Context, c *Class, students []string, parallel int, accel
 // Start boots the class's stopped hosts again on their own disks (after a
 // host reboot, say), at most parallel at a time; hosts already up stay.
 func Start(ctx context.Context, c *Class, parallel int, bootTimeout time.Duration) ([]HostResult, error) {
-	var cs conns
-	defer cs.close()
-	results := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) HostResult {
-		t0 := time.Now()
-		r := HostResult{Student: s, Host: c.HostOf(s)}
-		conn, err := cs.get(ctx, r.Host)
+	return eachHost(ctx, c, parallel, func(ctx context.Context, conn *virt.Conn, s string) (*instance.Instance, error) {
+		inst, client, err := instance.Start(ctx, conn, s, bootTimeout)
 		if err == nil {
-			var client *sshx.Client
-			if r.Instance, client, err = instance.Start(ctx, conn, s, bootTimeout); err == nil {
-				client.Close()
-			}
+			client.Close()
 		}
-		r.Err, r.Took = err, time.Since(t0)
-		return r
+		return inst, err
 	})
-	return results, joinHostErrors(results)
 }
 
 // Stop shuts every host of the class down cleanly, keeping their disks.
 func Stop(ctx context.Context, c *Class, parallel int, timeout time.Duration) ([]HostResult, error) {
+	return eachHost(ctx, c, parallel, func(ctx context.Context, conn *virt.Conn, s string) (*instance.Instance, error) {
+		return nil, instance.Stop(ctx, conn, s, timeout)
+	})
+}
+
+// eachHost runs fn for every student on its hypervisor, at most parallel
+// at a time; one host's failure stops none of the others.
+func eachHost(ctx context.Context, c *Class, parallel int, fn func(context.Context, *virt.Conn, string) (*instance.Instance, error)) ([]HostResult, error) {
 	var cs conns
 	defer cs.close()
 	results := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) HostResult {
@@ -383,7 +381,7 @@ func Stop(ctx context.Context, c *Class, parallel int, timeout time.Duration) ([
 		r := HostResult{Student: s, Host: c.HostOf(s)}
 		conn, err := cs.get(ctx, r.Host)
 		if err == nil {
-			err = instance.Stop(ctx, conn, s, timeout)
+			r.Instance, err = fn(ctx, conn, s)
 		}
 		r.Err, r.Took = err, time.Since(t0)
 		return r
