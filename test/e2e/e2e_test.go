@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,11 @@ var (
 func TestMain(m *testing.M) {
 	root, _ = filepath.Abs("../..")
 	bin = filepath.Join(root, "bin", "labforge-e2e")
+	// -short runs this package's few tests that boot nothing: no binary.
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labforge").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build labforge: %v\n%s", err, out)
