@@ -33,6 +33,11 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if progressJSON {
+				// stdout stays JSON lines: the result is the last event.
+				return newStepPrinter(cmd.OutOrStdout(), false).result(map[string]any{
+					"image": res.Image, "key": res.Key, "cached": res.Cached, "bytes": res.Record.ImageBytes, "layers": len(res.Record.Layers)})
+			}
 			if n := len(res.Record.Layers); n > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%d layers on a %s base disk)\n", res.Image, n, humanBytes(res.Record.ImageBytes))
 			} else {

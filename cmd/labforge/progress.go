@@ -52,6 +52,14 @@ type progressEvent struct {
 	Seconds float64   `json:"seconds,omitempty"`
 	Note    string    `json:"note,omitempty"`
 	Error   string    `json:"error,omitempty"`
+	// Result is what the command made, on its last event ("result").
+	Result map[string]any `json:"result,omitempty"`
+}
+
+// result ends --progress-json output with what the command made.
+func (p *stepPrinter) result(r map[string]any) error {
+	p.emit(progressEvent{Step: "result", Event: "result", Result: r})
+	return nil
 }
 
 func (p *stepPrinter) emit(e progressEvent) {

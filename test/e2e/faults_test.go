@@ -18,6 +18,19 @@ func TestBuildFaults(t *testing.T) {
 	needRoot(t)
 	mustLabforge(t, "build", baseSpec) // the root fs and image are cached from here on
 
+	// A tool driving labforge reads stdout as JSON lines, every one.
+	pj := mustLabforge(t, "build", baseSpec, "--progress-json")
+	lines := strings.Split(strings.TrimSpace(pj.stdout), "\n")
+	for i, l := range lines {
+		var e struct{ Event, Step string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Event == "" {
+			t.Fatalf("--progress-json stdout line %d is not an event: %q (%v)", i+1, l, err)
+		}
+	}
+	if !strings.Contains(lines[len(lines)-1], `"event":"result"`) || !strings.Contains(lines[len(lines)-1], `"image":`) {
+		t.Fatalf("--progress-json does not end with the result: %q", lines[len(lines)-1])
+	}
+
 	records, _ := filepath.Glob(filepath.Join(cacheDir(), "images", "debian-base-*.record.json"))
 	if len(records) == 0 {
 		t.Fatal("no build record of the default image")
