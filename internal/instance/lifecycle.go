@@ -28,14 +28,11 @@ func Start(ctx context.Context, c *virt.Conn, name string, timeout time.Duration
 	if !inst.Ready {
 		return nil, nil, fmt.Errorf("instance %q never finished coming up; `labforge down %s` removes what is left", name, name)
 	}
-	if inst.Host != "" && inst.Host != c.URI {
-		rc, err := virt.Open(ctx, inst.Host)
-		if err != nil {
-			return nil, nil, fmt.Errorf("instance %s runs on %s: %w", name, inst.Host, err)
-		}
-		defer rc.Close()
-		c = rc
+	c, done, err := inst.hypervisor(ctx, c)
+	if err != nil {
+		return nil, nil, err
 	}
+	defer done()
 	if err := c.Boot(inst.Domain); err != nil {
 		if virt.IsPortConflict(err, inst.SSHPort) {
 			return nil, nil, fmt.Errorf("instance %s: its ssh port 127.0.0.1:%d is taken by another program now; free it and start again", name, inst.SSHPort)
@@ -64,13 +61,23 @@ func Stop(ctx context.Context, c *virt.Conn, name string, timeout time.Duration)
 	if err != nil {
 		return err
 	}
-	if inst.Host != "" && inst.Host != c.URI {
-		rc, err := virt.Open(ctx, inst.Host)
-		if err != nil {
-			return fmt.Errorf("instance %s runs on %s: %w", name, inst.Host, err)
-		}
-		defer rc.Close()
-		c = rc
+	c, done, err := inst.hypervisor(ctx, c)
+	if err != nil {
+		return err
 	}
+	defer done()
 	return c.Shutdown(ctx, inst.Domain, timeout)
+}
+
+// hypervisor is a connection to the hypervisor the instance runs on: c
+// when that is c's, else a new one, closed by the returned func.
+func (i *Instance) hypervisor(ctx context.Context, c *virt.Conn) (*virt.Conn, func(), error) {
+	if i.Host == "" || i.Host == c.URI {
+		return c, func() {}, nil
+	}
+	rc, err := virt.Open(ctx, i.Host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("instance %s runs on %s: %w", i.Name, i.Host, err)
+	}
+	return rc, func() { rc.Close() }, nil
 }

@@ -368,17 +368,17 @@ func Down(c *virt.Conn, name string) error {
 		return err
 	}
 	defer unlock()
-	if inst, err := Load(name); err == nil && inst.Host != "" && inst.Host != c.URI {
-		// The guest runs on another hypervisor: go there. Down takes no
-		// context (its callers run it after Ctrl-C too), so the
+	if inst, err := Load(name); err == nil {
+		// The guest may run on another hypervisor: go there. Down takes
+		// no context (its callers run it after Ctrl-C too), so the
 		// connection gets its own bound.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		rc, err := virt.Open(ctx, inst.Host)
+		rc, done, err := inst.hypervisor(ctx, c)
 		if err != nil {
-			return fmt.Errorf("instance %s runs on %s: %w", name, inst.Host, err)
+			return err
 		}
-		defer rc.Close()
+		defer done()
 		c = rc
 	}
 	if _, err := os.Stat(Dir(name)); os.IsNotExist(err) && !c.Exists(DomainPrefix+name) {
