@@ -33,7 +33,7 @@ import (
 //go:embed README.md all:part1 all:part2 guest
 var embedded embed.FS
 
-// Objective is one learning objective of the course (issue 4).
+// Objective is one learning objective of the course.
 type Objective struct {
 	ID    string // P1.1 ... P2.12
 	Title string
@@ -90,7 +90,7 @@ type Exercise struct {
 	Defaults verify.Defaults `yaml:"defaults"`
 	Checks   []verify.Check  `yaml:"checks"`
 	// WrongAttempts are plausible mistakes, each with the check that must
-	// catch it and words its hint must contain (issue 4, acceptance 3).
+	// catch it and words its hint must contain.
 	WrongAttempts []WrongAttempt `yaml:"wrongAttempts"`
 
 	// Instructions is README.md beside the exercise.

@@ -50,7 +50,7 @@ func TestCourseLoads(t *testing.T) {
 }
 
 // The README's map and the exercises' objectives must agree, and every
-// objective must be covered (issue 4, acceptance 1).
+// objective must be covered.
 func TestObjectiveMap(t *testing.T) {
 	c := course(t)
 	if len(c.Map) != len(Objectives) {

@@ -13,7 +13,7 @@ import (
 // TestCourse plays the course as the nightly job does with every mistake:
 // on a fresh lab host (its own suite is TestContainerInternals'), labforge
 // ci --on proves each exercise and plays every wrong attempt, expecting the
-// check it names to fail (issue 4, acceptance 3). Then the student's path
+// check it names to fail. Then the student's path
 // (lab start, a mistake, lab check --json, the guest's labs command) is
 // driven through the CLI. TestContainerInternals proves the course, with
 // the mistakes of three exercises, in every CI run.

@@ -101,7 +101,7 @@ func TestContainerInternals(t *testing.T) {
 	})
 
 	// Still offline: the course needs nothing from outside the host. Every
-	// exercise, every run (issue 4, acceptance 2): about 24 minutes under
+	// exercise, every run: about 24 minutes under
 	// TCG with the wrong attempts below. LABFORGE_E2E_COURSE=ID,ID proves
 	// those alone, =0 none.
 	t.Run("course: exercises fail before their solution and pass after", func(t *testing.T) {
@@ -112,7 +112,7 @@ func TestContainerInternals(t *testing.T) {
 			// With the wrong attempts of three quick exercises: each must
 			// fail the check it names, with the hint for that mistake.
 			if n := proveCourse(t, name, nil, "--wrong-attempts="+strings.Join(mistakesInCI, ",")); n < 5 {
-				t.Fatalf("%d wrong attempts played, want at least 5 (issue 4, acceptance 3)", n)
+				t.Fatalf("%d wrong attempts played, want at least 5", n)
 			}
 		default:
 			proveCourse(t, name, strings.Split(only, ","))
@@ -133,7 +133,7 @@ func TestContainerInternals(t *testing.T) {
 var mistakesInCI = []string{"p1-oci-layout", "p2-netns", "p2-seccomp"}
 
 // proveCourse runs `labforge ci --on name` on the exercises only (all
-// when nil) with extra flags (issue 4, acceptance 2), and fails for each
+// when nil) with extra flags, and fails for each
 // exercise whose suite is missing or has a failed step. It returns how many
 // wrong attempts were played (each one passed, or the test failed).
 func proveCourse(t *testing.T, name string, only []string, extra ...string) (wrong int) {

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestVagrantBox is the students' Vagrant path (issue 6, acceptance 1): the
+// TestVagrantBox is the students' Vagrant path: the
 // box of the base host, added with vagrant box add and booted through the
 // top-level Vagrantfile with vagrant-libvirt, runs SELinux enforcing.
 // Opt-in (LABFORGE_E2E_VAGRANT=1): it needs vagrant and vagrant-libvirt,
