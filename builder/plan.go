@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -153,7 +154,7 @@ func rootfsPlan(spec *images.Spec, base images.Base, fam family.Profile, mirror 
 		s = append(s, step{Op: opBase, Src: base.URL, Path: base.SHA256, Family: []string{"RootFS"}})
 	}
 	if len(fam.Install) > 0 {
-		pkgs := dedup(sortedCopy(append(append([]string{}, fam.BootPackages...), fam.Packages(spec.Packages)...)))
+		pkgs := slices.Compact(sortedCopy(append(append([]string{}, fam.BootPackages...), fam.Packages(spec.Packages)...)))
 		s = append(s, step{Op: opRun, Args: append(append([]string{}, fam.Install...), pkgs...), Family: []string{"Install", "BootPackages", "PackageNames"}})
 	}
 	// Nothing downloaded needs to stay in every image.

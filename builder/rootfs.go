@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,7 +41,7 @@ const rootfsVersion = 1
 func newRootfsSpec(base images.Base, fam family.Profile, extra []string, aptRoot string) rootfsSpec {
 	pkgs := append(append([]string{}, fam.BootPackages...), fam.Packages(extra)...)
 	sort.Strings(pkgs)
-	pkgs = dedup(pkgs)
+	pkgs = slices.Compact(pkgs)
 	r := rootfsSpec{Suite: base.Suite, Packages: pkgs, Version: rootfsVersion, Clean: fam.Clean}
 	if aptRoot != "" {
 		r.Mirror = aptsrc.Mirror(aptRoot, base.Suite)
@@ -61,16 +62,6 @@ func (r rootfsSpec) key() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "v%d\n%s\n%s\n%s\n", r.Version, r.Suite, r.Mirror, strings.Join(r.Packages, ","))
 	return hex.EncodeToString(h.Sum(nil))[:16]
-}
-
-func dedup(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // ensureRootfs returns the cached root file system for r, bootstrapping it

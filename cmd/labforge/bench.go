@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -104,15 +105,7 @@ func hostSummary() string {
 	if data, err := os.ReadFile(filepath.Join(paths.State(), "accel.json")); err == nil && strings.Contains(string(data), `"Accel":"kvm"`) {
 		accel = "kvm"
 	}
-	return fmt.Sprintf("%d cpus, %s", numCPU(), accel)
-}
-
-func numCPU() int {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(data), "\nprocessor") + 1
+	return fmt.Sprintf("%d cpus, %s", runtime.NumCPU(), accel)
 }
 
 // benchVerifyChecks are cheap, real checks a lab host answers; the bench

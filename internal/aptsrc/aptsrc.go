@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -48,16 +49,7 @@ type source struct {
 }
 
 func (s source) serves(suite string) bool {
-	return contains(s.types, "deb") && contains(s.suites, suite) && contains(s.components, "main") && len(s.uris) > 0
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.types, "deb") && slices.Contains(s.suites, suite) && slices.Contains(s.components, "main") && len(s.uris) > 0
 }
 
 // parseOneLine reads "deb [opts] URI suite comp..." lines.
@@ -97,7 +89,7 @@ func parseDeb822(text string) []source {
 	var out []source
 	cur := map[string][]string{}
 	flush := func() {
-		if len(cur) > 0 && !contains(cur["enabled"], "no") {
+		if len(cur) > 0 && !slices.Contains(cur["enabled"], "no") {
 			out = append(out, source{types: cur["types"], uris: cur["uris"], suites: cur["suites"], components: cur["components"]})
 		}
 		cur = map[string][]string{}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -134,7 +135,7 @@ func Create(ctx context.Context, c *Class, hosts []string, n, parallel int, acce
 	}
 	var uniq []string // a host named twice is one host
 	for _, h := range hosts {
-		if !contains(uniq, h) {
+		if !slices.Contains(uniq, h) {
 			uniq = append(uniq, h)
 		}
 	}
@@ -325,7 +326,7 @@ func dropGolden(conn *virt.Conn, name string) error {
 // Every named student is checked before any host is touched.
 func Reset(ctx context.Context, c *Class, students []string, parallel int, accel virt.Accel, bootTimeout time.Duration) ([]HostResult, error) {
 	for _, s := range students {
-		if !contains(c.Students, s) {
+		if !slices.Contains(c.Students, s) {
 			return nil, fmt.Errorf("class %s has no student host %q (have %v)", c.Name, s, c.Students)
 		}
 	}
@@ -338,7 +339,7 @@ func Reset(ctx context.Context, c *Class, students []string, parallel int, accel
 			return HostResult{Student: s, Host: c.HostOf(s), Err: err}
 		}
 		// A host that failed to come up has nothing to take down.
-		if err := instance.Down(conn, s); err != nil && !isNoInstance(err) {
+		if err := instance.Down(conn, s); err != nil && !errors.Is(err, instance.ErrNoInstance) {
 			return HostResult{Student: s, Host: c.HostOf(s), Err: err}
 		}
 		return c.up(ctx, &cs, &goldens, s, accel, bootTimeout)
@@ -426,7 +427,7 @@ func destroy(ctx context.Context, c *Class, cs *conns) error {
 		}
 		var errs []error
 		for _, s := range byHost[h] {
-			if err := instance.Down(conn, s); err != nil && !isNoInstance(err) {
+			if err := instance.Down(conn, s); err != nil && !errors.Is(err, instance.ErrNoInstance) {
 				errs = append(errs, fmt.Errorf("%s: %w", s, err))
 			}
 		}
@@ -439,10 +440,6 @@ func destroy(ctx context.Context, c *Class, cs *conns) error {
 		return fmt.Errorf("destroy %s: %w", c.Name, err)
 	}
 	return os.RemoveAll(Dir(c.Name))
-}
-
-func isNoInstance(err error) bool {
-	return err != nil && len(err.Error()) > 12 && err.Error()[:12] == "no instance "
 }
 
 // forEach runs fn for each name with at most parallel at once, keeping
@@ -465,13 +462,4 @@ func forEach[T any](ctx context.Context, names []string, parallel int, fn func(c
 	}
 	wg.Wait()
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -6,6 +6,7 @@ package instance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -19,6 +20,10 @@ import (
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
 )
+
+// ErrNoInstance is wrapped by the errors of calls on an instance that
+// does not exist.
+var ErrNoInstance = errors.New("no instance")
 
 // DomainPrefix marks every libvirt domain labforge owns.
 const DomainPrefix = "labforge-"
@@ -77,7 +82,7 @@ func Load(name string) (*Instance, error) {
 	dir := Dir(name)
 	data, err := os.ReadFile(filepath.Join(dir, "instance.json"))
 	if os.IsNotExist(err) {
-		return nil, fmt.Errorf("no instance %q (start one with `labforge up`)", name)
+		return nil, fmt.Errorf("%w %q (start one with `labforge up`)", ErrNoInstance, name)
 	}
 	if err != nil {
 		return nil, err

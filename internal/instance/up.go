@@ -382,7 +382,7 @@ func Down(c *virt.Conn, name string) error {
 		c = rc
 	}
 	if _, err := os.Stat(Dir(name)); os.IsNotExist(err) && !c.Exists(DomainPrefix+name) {
-		return fmt.Errorf("no instance %q", name)
+		return fmt.Errorf("%w %q", ErrNoInstance, name)
 	}
 	return removeAll(c, name)
 }
@@ -407,13 +407,12 @@ func lock(name string) (func(), error) {
 	if err := os.MkdirAll(paths.Instances(), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(paths.Instances(), "."+name+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := fsx.Lock(filepath.Join(paths.Instances(), "."+name+".lock"), false)
 	if err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("instance %q is busy: another labforge is bringing it up or down", name)
+		}
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("instance %q is busy: another labforge is bringing it up or down", name)
-	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
