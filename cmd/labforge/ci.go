@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -131,7 +128,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 		if up.rep != nil {
 			reps = append(reps, up.rep)
 		}
-		h = sshHost{instance.RootRunner{Client: up.client}}
+		h = instance.RootRunner{Client: up.client}
 		env = labs.Env{User: up.inst.User}
 		hostName = up.inst.Name
 	}
@@ -139,7 +136,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 	installRep := &verify.Report{Suite: "course install", Host: hostName, Started: time.Now()}
 	t0 := time.Now()
 	ierr := labs.Install(ctx, h, c, env, self)
-	installRep.Results = append(installRep.Results, stepResult("install the course on the host", t0, ierr, ""))
+	installRep.Results = append(installRep.Results, labs.StepResult("install the course on the host", t0, ierr, ""))
 	installRep.Duration = time.Since(installRep.Started)
 	reps = append(reps, installRep)
 	if ierr == nil {
@@ -147,7 +144,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 			if ctx.Err() != nil {
 				break
 			}
-			rep := ciExercise(ctx, out, h, env, e, wrong[e.ID])
+			rep := labs.Prove(ctx, out, h, env, e, wrong[e.ID])
 			rep.Host = hostName
 			reps = append(reps, rep)
 		}
@@ -208,152 +205,4 @@ func errorsJoin(a, b error) error {
 		return b
 	}
 	return fmt.Errorf("%w; teardown: %v", a, b)
-}
-
-// ciExercise proves one exercise; each step is one test case of its suite.
-func ciExercise(ctx context.Context, out io.Writer, h labs.Host, env labs.Env, e *labs.Exercise, wrong bool) *verify.Report {
-	rep := &verify.Report{Suite: "lab " + e.ID, Started: time.Now()}
-	add := func(r verify.CheckResult) bool {
-		rep.Results = append(rep.Results, r)
-		status := "ok"
-		if !r.Passed {
-			status = "FAILED: " + r.Message
-		}
-		fmt.Fprintf(out, "==> %s: %s: %s\n", e.ID, r.Name, status)
-		return r.Passed
-	}
-	script := func(name string, run func() (string, error)) bool {
-		t0 := time.Now()
-		log, err := run()
-		return add(stepResult(name, t0, err, log))
-	}
-	defer func() {
-		// Always reset, so the next exercise starts from a clean host.
-		script("reset", func() (string, error) { return env.Reset(ctx, h, e) })
-		rep.Duration = time.Since(rep.Started)
-	}()
-
-	if !script("start", func() (string, error) { return env.Start(ctx, h, e) }) {
-		return rep
-	}
-	if !script("start again (setup is idempotent)", func() (string, error) { return env.Start(ctx, h, e) }) {
-		return rep
-	}
-	t0 := time.Now()
-	before := env.Check(ctx, h, e, false, verify.Options{})
-	r := verify.CheckResult{Name: "check fails before the solution", Type: "lab", Duration: time.Since(t0), Attempts: 1, Passed: before.Err() != nil}
-	if r.Passed {
-		r.Message = fmt.Sprintf("%d of %d checks fail on the untouched exercise", before.Failed(), len(before.Results))
-	} else {
-		r.Message = "every check passes on the untouched exercise: the checks do not test the student's work"
-	}
-	r.Output = tableText(before)
-	add(r)
-
-	if wrong {
-		for _, w := range e.WrongAttempts {
-			if ctx.Err() != nil {
-				return rep
-			}
-			add(ciWrongAttempt(ctx, h, env, e, w))
-		}
-		if len(e.WrongAttempts) > 0 {
-			// The solution starts from a fresh start, not from the last mistake.
-			if !script("reset and start after the wrong attempts", func() (string, error) {
-				out, err := env.Reset(ctx, h, e)
-				if err != nil {
-					return out, err
-				}
-				more, err := env.Start(ctx, h, e)
-				return out + more, err
-			}) {
-				return rep
-			}
-		}
-	}
-
-	if !script("solution", func() (string, error) { return env.Solve(ctx, h, e) }) {
-		return rep
-	}
-	t0 = time.Now()
-	after := env.Check(ctx, h, e, true, verify.Options{})
-	r = verify.CheckResult{Name: "check passes after the solution", Type: "lab", Duration: time.Since(t0), Attempts: 1, Passed: after.Err() == nil}
-	if r.Passed {
-		r.Message = fmt.Sprintf("all %d checks pass", len(after.Results))
-	} else {
-		r.Message = after.Err().Error()
-		for _, c := range after.Results {
-			if !c.Passed && r.Hint == "" {
-				r.Hint = c.Hint
-			}
-		}
-	}
-	r.Output = tableText(after)
-	add(r)
-	return rep
-}
-
-// ciWrongAttempt starts the exercise afresh, plays the mistake, and passes
-// when the check the attempt names fails (so the student sees its hint).
-func ciWrongAttempt(ctx context.Context, h labs.Host, env labs.Env, e *labs.Exercise, w labs.WrongAttempt) (r verify.CheckResult) {
-	t0 := time.Now()
-	r = verify.CheckResult{Name: "wrong attempt: " + w.Name, Type: "lab", Attempts: 1}
-	// Named result: the deferred time lands in what the caller gets.
-	defer func() { r.Duration = time.Since(t0) }()
-	var log strings.Builder
-	for _, step := range []func() (string, error){
-		func() (string, error) { return env.Reset(ctx, h, e) },
-		func() (string, error) { return env.Start(ctx, h, e) },
-		func() (string, error) { return env.Attempt(ctx, h, e, "wrong attempt", w.Script) },
-	} {
-		out, err := step()
-		log.WriteString(out)
-		if err != nil {
-			r.Message, r.Output = err.Error(), tail(log.String())
-			return r
-		}
-	}
-	rep := env.Check(ctx, h, e, false, verify.Options{})
-	r.Output = tableText(rep)
-	i := slices.IndexFunc(rep.Results, func(c verify.CheckResult) bool { return c.Name == w.Fails })
-	switch {
-	case i < 0:
-		r.Message = fmt.Sprintf("no check %q", w.Fails)
-	case rep.Results[i].Passed:
-		r.Message = fmt.Sprintf("check %q passed: the mistake goes unnoticed", w.Fails)
-	case !strings.Contains(rep.Results[i].Hint, w.Hint):
-		r.Message = fmt.Sprintf("check %q failed, but its hint does not say %q", w.Fails, w.Hint)
-	case w.Output != "" && !strings.Contains(rep.Results[i].Message+"\n"+rep.Results[i].Output, w.Output):
-		r.Message = fmt.Sprintf("check %q failed, but not for this mistake: its output does not say %q", w.Fails, w.Output)
-	default:
-		r.Passed = true
-		r.Message = fmt.Sprintf("check %q fails (%s) with hint: %s", w.Fails, rep.Results[i].Message, rep.Results[i].Hint)
-	}
-	return r
-}
-
-func stepResult(name string, t0 time.Time, err error, log string) verify.CheckResult {
-	r := verify.CheckResult{Name: name, Type: "lab", Passed: err == nil, Duration: time.Since(t0), Attempts: 1}
-	if err != nil {
-		r.Message = err.Error()
-		r.Output = tail(log)
-	} else {
-		r.Message = "done"
-	}
-	return r
-}
-
-func tableText(rep *verify.Report) string {
-	var b bytes.Buffer
-	_ = verify.WriteTable(&b, rep)
-	return b.String()
-}
-
-// tail keeps the end of a script's output for the report.
-func tail(s string) string {
-	const max = 4000
-	if len(s) > max {
-		return "…" + s[len(s)-max:]
-	}
-	return s
 }

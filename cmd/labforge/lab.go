@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +13,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/labforge/labforge/internal/instance"
-	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/labs"
 	"github.com/labforge/labforge/verify"
 )
@@ -52,37 +47,7 @@ func (t *labTarget) open(ctx context.Context) (h labs.Host, env labs.Env, done f
 	if err != nil {
 		return nil, env, nil, err
 	}
-	return sshHost{instance.RootRunner{Client: client}}, labs.Env{User: inst.User}, func() { client.Close() }, nil
-}
-
-// sshHost is a lab host reached over SSH as the lab's user, who may sudo.
-type sshHost struct{ instance.RootRunner }
-
-// Put copies data to a private temporary file as the login user (SFTP
-// cannot sudo), then installs it as root.
-func (h sshHost) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := "/tmp/.labforge-put-" + hex.EncodeToString(rnd[:])
-	if err := h.Client.Write(ctx, bytes.NewReader(data), tmp, 0o600); err != nil {
-		return err
-	}
-	cmd := "install -D -m " + strconv.FormatUint(uint64(mode.Perm()), 8)
-	if owner != "" {
-		cmd += " -o " + runx.Quote(owner) + " -g " + runx.Quote(owner)
-	}
-	q := runx.Quote(dst)
-	cmd += " " + tmp + " " + q + "; rc=$?; rm -f " + tmp + "; [ $rc -eq 0 ] || exit $rc; " +
-		// Give it the label its path calls for, not the temporary file's.
-		"if command -v restorecon >/dev/null; then restorecon " + q + "; fi"
-	res, err := h.Run(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("install %s: exit %d: %s", dst, res.ExitCode, strings.TrimSpace(res.Stderr))
-	}
-	return nil
+	return instance.RootRunner{Client: client}, labs.Env{User: inst.User}, func() { client.Close() }, nil
 }
 
 func course() (*labs.Course, error) {

@@ -1,19 +1,54 @@
 package instance
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/verify"
 )
 
-// RootRunner runs verify checks as root on the guest: labforge logs in as
-// the lab's user, who may sudo without a password.
+// RootRunner runs verify checks as root on the guest, and is the course's
+// labs.Host there: labforge logs in as the lab's user, who may sudo
+// without a password.
 type RootRunner struct{ Client *sshx.Client }
 
 // Run runs cmd through sudo.
 func (r RootRunner) Run(ctx context.Context, cmd string) (verify.Result, error) {
 	res, err := r.Client.Run(ctx, "sudo -n sh -c "+runx.Quote(cmd))
 	return verify.Result{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, err
+}
+
+// Put copies data to a private temporary file as the login user (SFTP
+// cannot sudo), then installs it as root.
+func (h RootRunner) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := "/tmp/.labforge-put-" + hex.EncodeToString(rnd[:])
+	if err := h.Client.Write(ctx, bytes.NewReader(data), tmp, 0o600); err != nil {
+		return err
+	}
+	cmd := "install -D -m " + strconv.FormatUint(uint64(mode.Perm()), 8)
+	if owner != "" {
+		cmd += " -o " + runx.Quote(owner) + " -g " + runx.Quote(owner)
+	}
+	q := runx.Quote(dst)
+	cmd += " " + tmp + " " + q + "; rc=$?; rm -f " + tmp + "; [ $rc -eq 0 ] || exit $rc; " +
+		// Give it the label its path calls for, not the temporary file's.
+		"if command -v restorecon >/dev/null; then restorecon " + q + "; fi"
+	res, err := h.Run(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("install %s: exit %d: %s", dst, res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	return nil
 }

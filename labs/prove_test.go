@@ -1,0 +1,132 @@
+package labs
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/labforge/labforge/verify"
+)
+
+// proveHost is a host whose one piece of state, "solved", the exercise's
+// scripts change and its check reads: enough to drive Prove through every
+// path without a guest.
+type proveHost struct {
+	solved   bool
+	failing  string // a script containing this exits 1
+	ran      []string
+	resetRan int
+}
+
+func (h *proveHost) Run(ctx context.Context, cmd string) (verify.Result, error) {
+	switch {
+	case h.failing != "" && strings.Contains(cmd, h.failing):
+		h.ran = append(h.ran, "FAIL "+h.failing)
+		return verify.Result{ExitCode: 1, Stdout: "it broke"}, nil
+	case strings.Contains(cmd, "SOLVE"):
+		h.solved = true
+		h.ran = append(h.ran, "solve")
+	case strings.Contains(cmd, "RESET"):
+		h.solved = false
+		h.resetRan++
+		h.ran = append(h.ran, "reset")
+	case strings.Contains(cmd, "MISTAKE"):
+		h.ran = append(h.ran, "mistake")
+	case strings.Contains(cmd, "IS-DONE"):
+		if h.solved {
+			return verify.Result{Stdout: "ok"}, nil
+		}
+		return verify.Result{ExitCode: 1, Stdout: "not yet"}, nil
+	}
+	return verify.Result{}, nil
+}
+
+func (h *proveHost) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {
+	return nil
+}
+
+func proveExercise() *Exercise {
+	one := 0
+	return &Exercise{ID: "t-prove", Setup: "echo SETUP", Solution: "echo SOLVE", Reset: "echo RESET",
+		Checks: []verify.Check{{Name: "solved", Type: verify.TypeCommand, Command: "echo IS-DONE", Hint: "solve it", Retries: &one}},
+		WrongAttempts: []WrongAttempt{{Name: "do nothing", Script: "echo MISTAKE", Fails: "solved", Hint: "solve"}}}
+}
+
+func outcome(rep *verify.Report) map[string]bool {
+	m := map[string]bool{}
+	for _, r := range rep.Results {
+		m[r.Name] = r.Passed
+	}
+	return m
+}
+
+func TestProveGoodExercise(t *testing.T) {
+	h := &proveHost{}
+	var out bytes.Buffer
+	rep := Prove(context.Background(), &out, h, Env{}, proveExercise(), true)
+	if rep.Err() != nil {
+		t.Fatalf("a good exercise failed: %v\n%s", rep.Err(), out.String())
+	}
+	got := outcome(rep)
+	for _, step := range []string{"start", "start again (setup is idempotent)", "check fails before the solution",
+		"wrong attempt: do nothing", "solution", "check passes after the solution", "reset"} {
+		if !got[step] {
+			t.Errorf("step %q missing or failed: %v", step, got)
+		}
+	}
+	if last := rep.Results[len(rep.Results)-1].Name; last != "reset" {
+		t.Fatalf("the last step is %q, want the reset", last)
+	}
+	if !strings.Contains(out.String(), "==> t-prove: solution: ok") {
+		t.Fatalf("no line for the solution step:\n%s", out.String())
+	}
+}
+
+// A failure midway ends the proof there, and the host is still reset.
+func TestProveFailureMidwayStillResets(t *testing.T) {
+	h := &proveHost{failing: "SOLVE"}
+	rep := Prove(context.Background(), &bytes.Buffer{}, h, Env{}, proveExercise(), false)
+	got := outcome(rep)
+	if got["solution"] || rep.Err() == nil {
+		t.Fatalf("a failing solution passed: %v", got)
+	}
+	if _, ran := got["check passes after the solution"]; ran {
+		t.Fatal("the check ran after a failed solution")
+	}
+	if !got["reset"] || h.resetRan != 1 {
+		t.Fatalf("reset after the failure: %v (ran %d times)", got, h.resetRan)
+	}
+	for _, r := range rep.Results {
+		if r.Name == "solution" && !strings.Contains(r.Output, "it broke") {
+			t.Fatalf("the failed step's output is not in the report: %q", r.Output)
+		}
+	}
+}
+
+// A check that already passes on the untouched exercise proves nothing.
+func TestProveCatchesCheckThatPassesUntouched(t *testing.T) {
+	e := proveExercise()
+	e.Setup = "echo SETUP; echo SOLVE" // setup solves it
+	rep := Prove(context.Background(), &bytes.Buffer{}, &proveHost{}, Env{}, e, false)
+	if outcome(rep)["check fails before the solution"] {
+		t.Fatal("an exercise solved by its own setup passed the before-check")
+	}
+}
+
+// A wrong attempt passes only when the check it names fails.
+func TestProveWrongAttemptUnnoticed(t *testing.T) {
+	e := proveExercise()
+	e.WrongAttempts[0].Script = "echo SOLVE" // the "mistake" solves it
+	rep := Prove(context.Background(), &bytes.Buffer{}, &proveHost{}, Env{}, e, true)
+	for _, r := range rep.Results {
+		if r.Name == "wrong attempt: do nothing" {
+			if r.Passed || !strings.Contains(r.Message, "goes unnoticed") {
+				t.Fatalf("an unnoticed mistake: %+v", r)
+			}
+			return
+		}
+	}
+	t.Fatal("the wrong attempt was not played")
+}
