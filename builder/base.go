@@ -29,7 +29,11 @@ func ensureCloudBase(ctx context.Context, cacheDir string, b images.Base, baseFi
 	dst := cloudBasePath(cacheDir, b)
 	if baseFile != "" {
 		if err := checkFile(baseFile, b.SHA256); err != nil {
-			return "", fmt.Errorf("--base-file %s is not %s: %w", baseFile, b.Name, err)
+			var ce *ChecksumError
+			if errors.As(err, &ce) {
+				return "", fmt.Errorf("--base-file %s is not the pinned %s image: its sha256 is %s, the catalogue pins %s", baseFile, b.Name, ce.Got, ce.Want)
+			}
+			return "", fmt.Errorf("--base-file %s: %w", baseFile, err)
 		}
 		return baseFile, nil
 	}

@@ -53,8 +53,8 @@ func TestBaseFileChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := ensureCloudBase(context.Background(), t.TempDir(), b, f, nil)
-	if err == nil || !strings.Contains(err.Error(), f) || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("a wrong --base-file must be refused by name: %v", err)
+	if err == nil || !strings.Contains(err.Error(), f) || !strings.Contains(err.Error(), "is not the pinned alma-9 image") || !strings.Contains(err.Error(), b.SHA256) {
+		t.Fatalf("a wrong --base-file must be refused by name, with both sha256s: %v", err)
 	}
 }
 

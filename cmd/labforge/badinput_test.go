@@ -44,7 +44,7 @@ func TestBadInputs(t *testing.T) {
 		{"unknown field", nil, []string{"build", write("a.yaml", "name: a\nbase: debian-12\ncolor: red\n")}, "a.yaml:3: color: unknown field"},
 		{"wrong type", nil, []string{"build", write("b.yaml", "name: b\nbase: debian-12\nvm:\n  cpus: many\n")}, `b.yaml:4: vm.cpus: expected an integer, got "many"`},
 		{"unknown base", nil, []string{"build", write("c.yaml", "name: c\nbase: slackware\n")}, `c.yaml:2: base: unknown base "slackware"`},
-		{"bad sha256 of a supplied base", nil, []string{"build", write("d.yaml", "name: d\nbase: alma-9\n"), "--base-file", notAlma}, notAlma + " is corrupt: sha256"},
+		{"bad sha256 of a supplied base", nil, []string{"build", write("d.yaml", "name: d\nbase: alma-9\n"), "--base-file", notAlma}, notAlma + " is not the pinned alma-9 image: its sha256 is "},
 		{"step file missing", nil, []string{"build", write("e.yaml", "name: e\nbase: debian-12\nprovision:\n  - name: s\n    run: sh x.sh\n    files: [x.sh]\n")}, `e.yaml:6: provision[0].files[0]: "x.sh": no such file`},
 		{"duplicate step names", nil, []string{"build", write("f.yaml", "name: f\nbase: debian-12\nprovision:\n  - name: s\n    run: a\n  - name: s\n    run: b\n")}, `f.yaml:6: provision[1].name: duplicate step name "s"`},
 		{"spec reads outside its tree", nil, []string{"build", write("g.yaml", "name: g\nbase: debian-12\nprovision:\n  - name: s\n    run: a\n    files: [../../../etc/shadow]\n")}, `leaves the spec's directory`},
