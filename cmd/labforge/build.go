@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,11 +69,16 @@ func loadSpec(args []string) (*images.Spec, error) {
 func buildImage(ctx context.Context, spec *images.Spec, f buildFlags, quiet bool, out io.Writer) (*builder.Result, error) {
 	cache := paths.Cache()
 	logPath := filepath.Join(cache, "builds", spec.Name, "build.log")
+	started := time.Now().Add(-time.Second) // file times may be coarser
 	res, err := builder.Build(ctx, spec, builder.Options{
 		CacheDir: cache, LogPath: logPath, Progress: newStepPrinter(out, quiet), Force: f.force, BaseFile: f.baseFile,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w (full log: %s)", spec.Name, err, logPath)
+		// A build that stopped before its lock has written no log.
+		if st, serr := os.Stat(logPath); serr == nil && !st.ModTime().Before(started) {
+			return nil, fmt.Errorf("build %s: %w (full log: %s)", spec.Name, err, logPath)
+		}
+		return nil, fmt.Errorf("build %s: %w", spec.Name, err)
 	}
 	return res, nil
 }
