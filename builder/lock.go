@@ -2,9 +2,11 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
@@ -31,6 +33,9 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 				os.RemoveAll(d)
 			}
 			return unlock, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("build lock %s: %w", path, err) // not a build that holds it
 		}
 		if !told && waiting != nil {
 			waiting(path)
