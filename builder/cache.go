@@ -2,12 +2,14 @@ package builder
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
@@ -66,7 +68,7 @@ func CacheList(cacheDir string) ([]CacheEntry, error) {
 
 // leftoverGlobs are the temporary names that builds, exports, uploads and
 // image checks use in the cache, relative to it.
-var leftoverGlobs = []string{".work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*"}
+var leftoverGlobs = []string{".work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*", "images/*.tmp", "layers/*.tmp"}
 
 // leftovers lists what killed labforge runs left in the cache. Only
 // meaningful while the cache lock is held exclusively.
@@ -139,8 +141,11 @@ func CachePrune(cacheDir string, cutoff time.Time, inUse []string) ([]CacheEntry
 		return nil, err
 	}
 	unlock, err := fsx.Lock(cacheLock(cacheDir), false)
-	if err != nil {
+	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("the cache %s is in use by another labforge (a build, an export, an upload or an image check): prune when it is done", cacheDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache lock: %w", err)
 	}
 	defer unlock()
 	entries, err := CacheList(cacheDir)
