@@ -22,7 +22,8 @@ type stepPrinter struct {
 	// beat is how often a running step says it still runs (0: never):
 	// every 10 s on a terminal and in JSON, never into a log file.
 	beat    time.Duration
-	mu      sync.Mutex
+	mu      sync.Mutex // guards running and detail
+	wmu     sync.Mutex // one line at a time on w
 	running map[string]chan struct{}
 	// detail, when set for a step, says in each heartbeat how far it is
 	// ("12 of 42 checks").
@@ -62,10 +63,17 @@ func (p *stepPrinter) result(r map[string]any) error {
 	return nil
 }
 
+// printf writes one whole line: the heartbeat goroutine writes too.
+func (p *stepPrinter) printf(format string, args ...any) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	fmt.Fprintf(p.w, format, args...)
+}
+
 func (p *stepPrinter) emit(e progressEvent) {
 	e.Time = time.Now().UTC()
 	b, _ := json.Marshal(e)
-	fmt.Fprintln(p.w, string(b))
+	p.printf("%s\n", b)
 }
 
 func (p *stepPrinter) Start(step string) {
@@ -73,7 +81,7 @@ func (p *stepPrinter) Start(step string) {
 	case p.json:
 		p.emit(progressEvent{Step: step, Event: "start"})
 	case !p.quiet:
-		fmt.Fprintf(p.w, "==> %s\n", step)
+		p.printf("==> %s\n", step)
 	}
 	if p.beat > 0 && (p.json || !p.quiet) {
 		stop := make(chan struct{})
@@ -110,7 +118,7 @@ func (p *stepPrinter) beatUntil(step string, stop chan struct{}, t0 time.Time) {
 				if note != "" {
 					note = ": " + note
 				}
-				fmt.Fprintf(p.w, "    ... %s, %s so far%s\n", step, time.Since(t0).Round(time.Second), note)
+				p.printf("    ... %s, %s so far%s\n", step, time.Since(t0).Round(time.Second), note)
 			}
 			p.mu.Unlock()
 		}
@@ -142,7 +150,7 @@ func (p *stepPrinter) Done(step string, d time.Duration, note string, err error)
 	if note != "" {
 		note = " (" + note + ")"
 	}
-	fmt.Fprintf(p.w, "    %s %s in %s%s\n", step, status, d.Round(100*time.Millisecond), note)
+	p.printf("    %s %s in %s%s\n", step, status, d.Round(100*time.Millisecond), note)
 }
 
 // counted runs fn as a printed step whose heartbeats say how many of n
