@@ -190,7 +190,11 @@ func privateDir(dir string, gid int) error {
 		return err
 	}
 	mode := os.FileMode(0o711)
-	if gid >= 0 {
+	switch {
+	case os.Geteuid() != 0:
+		// Not root: the user's own (session) QEMU runs as this user.
+		mode = 0o700
+	case gid >= 0:
 		if err := os.Chown(dir, os.Getuid(), gid); err != nil {
 			return err
 		}
