@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
@@ -141,7 +140,7 @@ func CachePrune(cacheDir string, cutoff time.Time, inUse []string) ([]CacheEntry
 		return nil, err
 	}
 	unlock, err := fsx.Lock(cacheLock(cacheDir), false)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
+	if errors.Is(err, fsx.ErrLocked) {
 		return nil, fmt.Errorf("the cache %s is in use by another labforge (a build, an export, an upload or an image check): prune when it is done", cacheDir)
 	}
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
@@ -20,7 +19,7 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(cacheDir, ".build-"+name+".lock")
+	path := buildLock(cacheDir, name)
 	told := false
 	for {
 		unlock, err := fsx.Lock(path, false)
@@ -34,7 +33,7 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 			}
 			return unlock, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
+		if !errors.Is(err, fsx.ErrLocked) {
 			return nil, fmt.Errorf("build lock %s: %w", path, err) // not a build that holds it
 		}
 		if !told && waiting != nil {
@@ -54,13 +53,16 @@ const BuildGuestPrefix = "build-"
 
 // Building says whether a labforge is building the spec called name now.
 func Building(cacheDir, name string) bool {
-	unlock, err := fsx.Lock(filepath.Join(cacheDir, ".build-"+name+".lock"), false)
+	unlock, err := fsx.Lock(buildLock(cacheDir, name), false)
 	if err != nil {
-		return !os.IsNotExist(err)
+		return errors.Is(err, fsx.ErrLocked)
 	}
 	unlock()
 	return false
 }
+
+// buildLock is the lock file a build of the spec called name holds.
+func buildLock(cacheDir, name string) string { return filepath.Join(cacheDir, ".build-"+name+".lock") }
 
 // workPrefix starts the name of a build's private work directory.
 func workPrefix(name string) string { return ".work-" + name + "." }

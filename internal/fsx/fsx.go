@@ -6,6 +6,7 @@ package fsx
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,6 +36,10 @@ func Lock(path string, wait bool) (func(), error) { return flock(path, syscall.L
 // while someone holds it exclusively.
 func LockShared(path string, wait bool) (func(), error) { return flock(path, syscall.LOCK_SH, wait) }
 
+// ErrLocked means another process holds the lock (a call that does not
+// wait); any other error from Lock is about the lock file itself.
+var ErrLocked = errors.New("held by another process")
+
 func flock(path string, how int, wait bool) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -45,6 +50,9 @@ func flock(path string, how int, wait bool) (func(), error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), how); err != nil {
 		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+		}
 		return nil, err
 	}
 	return func() { f.Close() }, nil

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
@@ -413,7 +412,7 @@ func lock(name string) (func(), error) {
 	}
 	unlock, err := fsx.Lock(filepath.Join(paths.Instances(), "."+name+".lock"), false)
 	if err != nil {
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, fsx.ErrLocked) {
 			return nil, fmt.Errorf("instance %q is busy: another labforge is bringing it up or down", name)
 		}
 		return nil, err
