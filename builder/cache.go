@@ -16,13 +16,14 @@ import (
 
 // CacheEntry is one thing in the cache.
 type CacheEntry struct {
-	Kind  string    // rootfs, image, layer, base
+	Kind  string    // rootfs, image, layer, base, warm
 	Key   string    // content key
 	Path  string    // the entry's main file or directory
 	Bytes int64     // space it takes
 	Used  time.Time // last written
 	Spec  string    // the spec (or step) it belongs to, when known
 	files []string  // everything that goes with it
+	image string    // a warm state's image: the state goes with it
 }
 
 // CacheList lists root file systems, base disks, layers and downloaded bases.
@@ -55,6 +56,23 @@ func CacheList(cacheDir string) ([]CacheEntry, error) {
 		e.files = []string{p, base + ".json", base + ".record.json", base + ".tree"}
 		out = append(out, e)
 	}
+	warm, _ := filepath.Glob(filepath.Join(cacheDir, "warm", "*"))
+	for _, d := range warm {
+		st, err := os.Stat(d)
+		if err != nil || !st.IsDir() || strings.HasPrefix(filepath.Base(d), ".") {
+			continue
+		}
+		e := CacheEntry{Kind: "warm", Key: filepath.Base(d), Path: d, Bytes: du(d), Used: st.ModTime(), files: []string{d, d + ".lock"}}
+		var m struct{ Spec, Image string }
+		if data, err := os.ReadFile(filepath.Join(d, "meta.json")); err == nil && json.Unmarshal(data, &m) == nil {
+			e.Spec, e.image = m.Spec, m.Image
+		} else {
+			// A state made unusable (damaged, expired) whose disk a
+			// restored host still uses: it goes when no host does.
+			e.Spec = "(retired)"
+		}
+		out = append(out, e)
+	}
 	bases, _ := filepath.Glob(filepath.Join(cacheDir, "bases", "*.qcow2"))
 	for _, p := range bases {
 		e := fileEntry("base", p)
@@ -67,7 +85,7 @@ func CacheList(cacheDir string) ([]CacheEntry, error) {
 
 // leftoverGlobs are the temporary names that builds, exports, uploads and
 // image checks use in the cache, relative to it.
-var leftoverGlobs = []string{".work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*", "images/*.tmp", "layers/*.tmp"}
+var leftoverGlobs = []string{".work-*", "warm/.work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*", "images/*.tmp", "layers/*.tmp"}
 
 // leftovers lists what killed labforge runs left in the cache. Only
 // meaningful while the cache lock is held exclusively.
@@ -163,6 +181,18 @@ func CachePrune(cacheDir string, cutoff time.Time, inUse []string) ([]CacheEntry
 		}
 	}
 	keep := map[string]bool{}
+	warmDir := filepath.Join(cacheDir, "warm") + "/"
+	for i, img := range inUse {
+		// A host restored from a warm state runs on its disk: the state
+		// stays, and so does its image.
+		if rest, ok := strings.CutPrefix(img, warmDir); ok {
+			id, _, _ := strings.Cut(rest, "/")
+			keep[id] = true
+			if e, ok := byKey[id]; ok && e.image != "" {
+				inUse[i] = e.image
+			}
+		}
+	}
 	for _, img := range inUse {
 		k := strings.TrimSuffix(filepath.Base(img), ".qcow2")
 		if i := strings.LastIndexByte(k, '-'); i >= 0 {
@@ -175,6 +205,20 @@ func CachePrune(cacheDir string, cutoff time.Time, inUse []string) ([]CacheEntry
 	gone := map[string]bool{}
 	for _, e := range entries {
 		if e.Used.Before(cutoff) && !keep[e.Key] {
+			gone[e.Key] = true
+		}
+	}
+	// A warm state goes with its image (and when retired, with its last host).
+	imageGone := func(p string) bool {
+		for _, e := range entries {
+			if e.Kind == "image" && e.Path == p {
+				return gone[e.Key]
+			}
+		}
+		return true
+	}
+	for _, e := range entries {
+		if e.Kind == "warm" && !keep[e.Key] && (e.image == "" || imageGone(e.image)) {
 			gone[e.Key] = true
 		}
 	}

@@ -122,3 +122,45 @@ func TestBareMirror(t *testing.T) {
 		}
 	}
 }
+
+// A warm state goes with its image, and stays while a host restored from
+// it exists (its disk is that host's backing file), with its image.
+func TestCachePruneWarm(t *testing.T) {
+	mk := func() string {
+		cache := t.TempDir()
+		past := time.Now().Add(-48 * time.Hour)
+		img := filepath.Join(cache, "images", "lab-aaaa.qcow2")
+		state := filepath.Join(cache, "warm", "lab-ffff")
+		os.MkdirAll(filepath.Dir(img), 0o755)
+		os.MkdirAll(state, 0o750)
+		os.WriteFile(img, []byte("image"), 0o644)
+		os.WriteFile(filepath.Join(state, "disk.qcow2"), []byte("frozen"), 0o400)
+		meta, _ := json.Marshal(map[string]string{"spec": "lab", "image": img})
+		os.WriteFile(filepath.Join(state, "meta.json"), meta, 0o600)
+		for _, p := range []string{img, state} {
+			os.Chtimes(p, past, past)
+		}
+		return cache
+	}
+	cache := mk()
+	entries, _ := CacheList(cache)
+	var kinds []string
+	for _, e := range entries {
+		kinds = append(kinds, e.Kind+":"+e.Key+":"+e.Spec)
+	}
+	if !strings.Contains(strings.Join(kinds, " "), "warm:lab-ffff:lab") {
+		t.Fatalf("cache ls: %v, want the warm state", kinds)
+	}
+	removed, err := CachePrune(cache, time.Now().Add(-24*time.Hour), nil)
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("pruned %v (%v): want the old image and its warm state", removed, err)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "warm", "lab-ffff")); !os.IsNotExist(err) {
+		t.Fatal("the warm state outlived its image")
+	}
+	cache = mk()
+	removed, err = CachePrune(cache, time.Now().Add(-24*time.Hour), []string{filepath.Join(cache, "warm", "lab-ffff", "disk.qcow2")})
+	if err != nil || len(removed) != 0 {
+		t.Fatalf("pruned %v (%v) under a restored host", removed, err)
+	}
+}

@@ -19,12 +19,13 @@ import (
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/verify"
 )
 
-func newBenchCmd() *cobra.Command {
+func newBenchCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure labforge on this machine and print a table"}
-	cmd.AddCommand(newBenchVerifyCmd(), newBenchPeersCmd())
+	cmd.AddCommand(newBenchVerifyCmd(), newBenchPeersCmd(), newBenchUpCmd(g))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "layers SPEC",
 		Short: "Layer cache: cold build vs unchanged rebuild vs rebuild after changing the last step",
@@ -199,4 +200,85 @@ func measureVerify(ctx context.Context, inst *instance.Instance, n int, logPath 
 		return 0, 0, fmt.Errorf("ssh loop: %w (log %s)", err, logPath)
 	}
 	return ours, time.Since(t0), nil
+}
+
+func newBenchUpCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "up [SPEC]",
+		Short: "up from cold vs up restored from the image's warm state, each to SSH-ready and verified",
+		Long: `bench up brings up the spec's host twice in one run, each verified by the
+spec's suite and then removed: from cold (up --cold), and restored from the
+image's warm state (made first, and timed apart, when the image has none).
+Each time is given as a ratio to the cold one. Output of both goes to a log.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := loadSpec(args)
+			if err != nil {
+				return err
+			}
+			return benchUp(cmd.Context(), cmd.OutOrStdout(), spec, g)
+		},
+	}
+}
+
+func benchUp(ctx context.Context, out io.Writer, spec *images.Spec, g *globalFlags) error {
+	log, err := os.CreateTemp("", "labforge-bench-up-*.log")
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	type row struct {
+		name            string
+		ready, verified time.Duration
+	}
+	var rows []row
+	q := *g
+	q.quiet = false
+	run := func(name string, cold bool) error {
+		f := &upFlags{name: "bench-" + name, cold: cold, bootTimeout: 15 * time.Minute}
+		if err := checkNoInstance(f.name); err != nil {
+			return err
+		}
+		up, err := bootAndVerify(ctx, log, spec, f, &q)
+		if err != nil {
+			return fmt.Errorf("%s: %w (log %s)", name, err, log.Name())
+		}
+		up.client.Close()
+		verified := time.Since(up.bootStart)
+		conn, cerr := virt.Connect(ctx, true)
+		if cerr == nil {
+			cerr = instance.Down(conn, f.name)
+			conn.Close()
+		}
+		if up.rep != nil && up.rep.Err() != nil {
+			return fmt.Errorf("%s: %v (log %s)", name, up.rep.Err(), log.Name())
+		}
+		if cold == (up.inst.Restored != "") {
+			return fmt.Errorf("%s: the host was %s (log %s)", name, map[bool]string{true: "restored", false: "booted from cold"}[!cold], log.Name())
+		}
+		rows = append(rows, row{map[bool]string{true: "up --cold", false: "up, restored from the warm state"}[cold], up.bootTime, verified})
+		return cerr
+	}
+	if err := run("cold", true); err != nil {
+		return err
+	}
+	if err := run("warm", false); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "labforge bench up %s (%s, %s)\n", spec.Name, time.Now().Format("2006-01-02"), hostSummary())
+	fmt.Fprintln(tw, "SCENARIO\tSSH-READY\tVERIFIED\tRATIO TO COLD (verified)")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\n", r.name, r.ready.Round(100*time.Millisecond), r.verified.Round(100*time.Millisecond), r.verified.Seconds()/rows[0].verified.Seconds())
+	}
+	fmt.Fprintf(tw, "log: %s\n", log.Name())
+	return tw.Flush()
+}
+
+// checkNoInstance refuses to take over an instance the user made.
+func checkNoInstance(name string) error {
+	if _, err := instance.Load(name); err == nil {
+		return fmt.Errorf("instance %s exists: `labforge down %s` first", name, name)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -10,13 +11,14 @@ import (
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/warm"
 )
 
 func newCacheCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cache", Short: "Show and trim the build cache (" + paths.Cache() + ")"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ls",
-		Short: "Root file systems, base disks, layers and bases: size, age, key, owner",
+		Short: "Root file systems, base disks, layers, bases and warm states: size, age, key, owner",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			entries, err := builder.CacheList(paths.Cache())
@@ -51,6 +53,9 @@ func newCacheCmd() *cobra.Command {
 			for _, n := range names {
 				if inst, err := instance.Load(n); err == nil {
 					inUse = append(inUse, inst.Image)
+					if inst.Restored != "" {
+						inUse = append(inUse, filepath.Join(warm.Root(), inst.Restored, "disk.qcow2"))
+					}
 				}
 			}
 			removed, err := builder.CachePrune(paths.Cache(), time.Now().Add(-olderThan), inUse)

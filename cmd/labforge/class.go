@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/class"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/virt"
@@ -26,6 +30,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 	var students, parallel int
 	var hosts []string
 	var bootTimeout time.Duration
+	var cold bool
 	cmd := &cobra.Command{
 		Use:   "create NAME --students N [--spec SPEC] [--hosts URI,...]",
 		Short: "Build the golden image (cached) and bring up one linked clone per student",
@@ -57,6 +62,11 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 			c := &class.Class{Name: args[0], Spec: filepath.Join(spec.Dir, filepath.Base(spec.Path)), Image: res.Image, Verify: spec.VerifyPath(),
 				User: spec.User, Memory: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
 			t0 := time.Now()
+			if !cold && hostsThisMachine(hosts) {
+				if c.Warm, err = classWarmState(cmd.Context(), spec, res, accel, bootTimeout, newStepPrinter(out, g.quiet)); err != nil {
+					return err
+				}
+			}
 			results, uploads, err := class.Create(cmd.Context(), c, hosts, students, parallel, accel, bootTimeout)
 			took := time.Since(t0)
 			// Interrupted: the class is gone from every hypervisor already.
@@ -84,6 +94,9 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 				}
 				disk += r.DiskBytes
 				used[r.Host] = true
+				if r.Cold != "" {
+					fmt.Fprintf(os.Stderr, "labforge: %s: booted from cold: %s\n", r.Student, r.Cold)
+				}
 				fmt.Fprintf(tw, "%s\t%s\tup\t127.0.0.1:%d\t%s\t%s\n", r.Student, virt.Label(r.Host), r.Instance.SSHPort, r.Took.Round(time.Second), humanBytes(r.DiskBytes))
 			}
 			tw.Flush()
@@ -104,7 +117,32 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "hypervisors to spread the hosts over, by free memory and CPUs: qemu:///system, qemu+ssh://[user@]host[:port]/system?keyfile=FILE&known_hosts=FILE (default: this machine)")
 	cmd.Flags().IntVar(&parallel, "parallel", 2, "hosts brought up at once")
 	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", 15*time.Minute, "how long each guest may take to answer on SSH")
+	cmd.Flags().BoolVar(&cold, "cold", false, "boot every host from cold, neither using nor making a warm state")
 	return cmd
+}
+
+// hostsThisMachine says whether some of a class's hosts run here, where
+// warm states are restored.
+func hostsThisMachine(hosts []string) bool {
+	return len(hosts) == 0 || slices.Contains(hosts, virt.LocalURI)
+}
+
+// classWarmState is the warm state a class's hosts here are restored
+// from (made now when the image has none), or "" with a line saying why.
+func classWarmState(ctx context.Context, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (string, error) {
+	conn, err := virt.Connect(ctx, true)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	snap, why, err := warmState(ctx, conn, spec, res, accel, bootTimeout, p)
+	if err != nil || snap == nil {
+		if why != "" {
+			p.printf("==> cold boots: %s\n", why)
+		}
+		return "", err
+	}
+	return snap.ID, nil
 }
 
 func newClassStatusCmd() *cobra.Command {
@@ -198,7 +236,14 @@ func newClassResetCmd() *cobra.Command {
 			results, err := class.Reset(cmd.Context(), c, args[1:], parallel, accel, 15*time.Minute)
 			for _, r := range results {
 				if r.Err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
+					how := "booted"
+					if r.Instance.Restored != "" {
+						how = "restored from its warm state"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: back to the golden image (%s) in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, how, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
+					if r.Cold != "" {
+						fmt.Fprintf(os.Stderr, "labforge: %s: booted from cold: %s\n", r.Student, r.Cold)
+					}
 				}
 			}
 			return err

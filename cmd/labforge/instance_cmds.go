@@ -18,6 +18,7 @@ import (
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/internal/warm"
 	"github.com/labforge/labforge/verify"
 )
 
@@ -51,6 +52,10 @@ func newDownCmd() *cobra.Command {
 					spec, ok := strings.CutPrefix(n, builder.BuildGuestPrefix)
 					if ok && builder.Building(paths.Cache(), spec) {
 						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to the build of %s that runs it\n", n, spec)
+						return true
+					}
+					if warm.Making(n) {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to the labforge making a warm state from it\n", n)
 						return true
 					}
 					return false

@@ -174,3 +174,17 @@ func (p *stepPrinter) timed(step string, fn func() (string, error)) error {
 	p.Done(step, time.Since(t0), note, err)
 	return err
 }
+
+// phased runs fn as a printed step whose heartbeats say which phase of it
+// runs; fn calls the func it is given as each phase starts.
+func (p *stepPrinter) phased(step string, fn func(phase func(string)) (string, error)) error {
+	var cur atomic.Value
+	cur.Store("")
+	p.mu.Lock()
+	if p.detail == nil {
+		p.detail = map[string]func() string{}
+	}
+	p.detail[step] = func() string { return cur.Load().(string) }
+	p.mu.Unlock()
+	return p.timed(step, func() (string, error) { return fn(func(s string) { cur.Store(s) }) })
+}

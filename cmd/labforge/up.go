@@ -18,6 +18,7 @@ import (
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/internal/warm"
 	"github.com/labforge/labforge/verify"
 )
 
@@ -25,6 +26,7 @@ type upFlags struct {
 	name        string
 	bootTimeout time.Duration
 	noVerify    bool
+	cold        bool
 	sshPort     int // 0: a free one
 	report      reportFlags
 	build       buildFlags
@@ -35,8 +37,13 @@ func newUpCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up [SPEC]",
 		Short: "Build (if not cached), boot and verify a lab host",
-		Long: `up builds the spec's image unless it is cached, boots a copy-on-write overlay
-of it through libvirt, waits for SSH and runs the spec's verify suite.
+		Long: `up builds the spec's image unless it is cached, brings up a copy-on-write
+overlay of it through libvirt, waits for SSH and runs the spec's verify suite.
+
+The first up of an image boots it once, waits until its suite passes and saves
+that host's memory (a warm state, in the cache); every later up restores from
+it in seconds and gives the host its own keys, name, machine-id, clock and
+random seed. Where no state can be used, up says why and boots from cold.
 Ctrl-C at any point leaves no domain and no files behind.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -50,6 +57,7 @@ Ctrl-C at any point leaves no domain and no files behind.`,
 	cmd.Flags().StringVarP(&f.name, "name", "n", "default", "instance name")
 	cmd.Flags().DurationVar(&f.bootTimeout, "boot-timeout", 10*time.Minute, "how long the guest may take to answer on SSH")
 	cmd.Flags().BoolVar(&f.noVerify, "no-verify", false, "skip the verify suite")
+	cmd.Flags().BoolVar(&f.cold, "cold", false, "boot from cold, neither using nor making a warm state")
 	cmd.Flags().IntVar(&f.sshPort, "ssh-port", 0, "forward this port on 127.0.0.1 to the guest's SSH (default: a free one)")
 	f.report.register(cmd)
 	f.build.register(cmd)
@@ -90,8 +98,10 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	if err := instance.ValidName(f.name); err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(f.name, builder.BuildGuestPrefix) {
-		return nil, fmt.Errorf("instance name %q: names starting with %q are labforge's build guests", f.name, builder.BuildGuestPrefix)
+	for prefix, what := range map[string]string{builder.BuildGuestPrefix: "build guests", warm.GoldenPrefix: "guests that warm states are made from"} {
+		if strings.HasPrefix(f.name, prefix) {
+			return nil, fmt.Errorf("instance name %q: names starting with %q are labforge's %s", f.name, prefix, what)
+		}
 	}
 	if err := checkSSHPort(f.name, f.sshPort); err != nil {
 		return nil, err
@@ -118,21 +128,45 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	if !g.quiet {
 		fmt.Fprintf(out, "==> accelerator %s: %s\n", accel, why)
 	}
+	var snap *instance.Snapshot
+	if !f.cold && !conn.Remote() {
+		var why string
+		if snap, why, err = warmState(ctx, conn, spec, res, accel, f.bootTimeout, p); err != nil {
+			return nil, err
+		}
+		if snap == nil && !g.quiet {
+			fmt.Fprintf(out, "==> cold boot: %s\n", why)
+		}
+	}
 	var inst *instance.Instance
 	var client *sshx.Client
 	t0 := time.Now()
-	err = p.timed("boot to SSH-ready", func() (string, error) {
-		var err error
-		inst, client, err = instance.Up(ctx, conn, instance.UpOptions{
-			Name: f.name, Spec: filepath.Join(spec.Dir, filepath.Base(spec.Path)), Image: res.Image, User: spec.User,
-			MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs), Accel: accel,
-			BootTimeout: f.bootTimeout, Verify: spec.VerifyPath(), SSHPort: f.sshPort,
+	specPath := filepath.Join(spec.Dir, filepath.Base(spec.Path))
+	if snap != nil {
+		err = p.timed("restore to SSH-ready", func() (string, error) {
+			var err error
+			inst, client, err = instance.Restore(ctx, conn, instance.RestoreOptions{
+				Name: f.name, Spec: specPath, Image: res.Image, Verify: spec.VerifyPath(), SSHPort: f.sshPort, From: *snap,
+			})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%s from %s, own identity, ssh on 127.0.0.1:%d", inst.Domain, snap.ID, inst.SSHPort), nil
 		})
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%s, ssh on 127.0.0.1:%d", inst.Domain, inst.SSHPort), nil
-	})
+	} else {
+		err = p.timed("boot to SSH-ready", func() (string, error) {
+			var err error
+			inst, client, err = instance.Up(ctx, conn, instance.UpOptions{
+				Name: f.name, Spec: specPath, Image: res.Image, User: spec.User,
+				MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs), Accel: accel,
+				BootTimeout: f.bootTimeout, Verify: spec.VerifyPath(), SSHPort: f.sshPort,
+			})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%s, ssh on 127.0.0.1:%d", inst.Domain, inst.SSHPort), nil
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +194,52 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 		return nil, err
 	}
 	return up, nil
+}
+
+// warmState finds the image's warm state, or makes it when there never
+// was one (the first up of an image). With none to use it says why in one
+// line; only Ctrl-C is an error.
+func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (*instance.Snapshot, string, error) {
+	if res.Record.SHA256 == "" {
+		return nil, "the image's record has no sha256 to key a warm state by", nil
+	}
+	m := warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.Record.SHA256, Accel: accel,
+		MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
+	inputs, err := warm.Inputs(ctx, conn, m)
+	if err != nil {
+		return nil, err.Error(), nil
+	}
+	snap, _, err := warm.Find(m, inputs, time.Now())
+	if err == nil {
+		return snap, "", nil
+	}
+	if !errors.Is(err, warm.ErrNone) {
+		return nil, err.Error(), nil
+	}
+	var suite *verify.Suite
+	if spec.VerifyPath() != "" {
+		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
+			return nil, "", err
+		}
+		addDenialCheck(suite, spec)
+	}
+	err = p.phased("warm state (once for this image: boot, verify, save)", func(phase func(string)) (string, error) {
+		var err error
+		snap, err = warm.Make(ctx, conn, warm.MakeOptions{Machine: m, Inputs: inputs,
+			SpecPath: filepath.Join(spec.Dir, filepath.Base(spec.Path)), User: spec.User, Suite: suite,
+			BootTimeout: bootTimeout, Step: phase})
+		if err != nil {
+			return "", err
+		}
+		return snap.ID, nil
+	})
+	if ctx.Err() != nil {
+		return nil, "", ctx.Err()
+	}
+	if err != nil {
+		return nil, err.Error(), nil
+	}
+	return snap, "", nil
 }
 
 // checkSSHPort fails before any build when the port asked for is taken.

@@ -21,7 +21,9 @@ import (
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
+	"github.com/labforge/labforge/internal/warm"
 )
 
 // Class is the record of one classroom, kept as class.json.
@@ -41,6 +43,9 @@ type Class struct {
 	// Golden is the golden image's volume on remote hypervisors, named by
 	// the image's sha256.
 	Golden string `json:"golden,omitempty"`
+	// Warm is the warm state the class's hosts on this machine are
+	// restored from (create and reset); "" boots them from cold.
+	Warm string `json:"warm,omitempty"`
 }
 
 // Dir is where the class keeps its record and rosters.
@@ -103,6 +108,9 @@ type HostResult struct {
 	Err       error
 	Took      time.Duration
 	DiskBytes int64 // space the clone's overlay takes on its hypervisor
+	// Cold says why a host that could have been restored was booted
+	// from cold ("" when restored, or never meant to be).
+	Cold string
 }
 
 // Upload is the golden image's trip to one remote hypervisor.
@@ -236,7 +244,25 @@ func (c *Class) up(ctx context.Context, cs *conns, goldens *perHost[Upload], s s
 		r.Err, r.Took = err, time.Since(t0)
 		return r
 	}
-	inst, client, err := instance.Up(ctx, conn, o)
+	var inst *instance.Instance
+	var client *sshx.Client
+	if c.Warm != "" && !conn.Remote() {
+		// Restored when the state is still good; a state that fails is
+		// said, and the host boots from cold instead.
+		snap, werr := warm.Get(c.Warm, time.Now())
+		if werr == nil {
+			inst, client, werr = instance.Restore(ctx, conn, instance.RestoreOptions{Name: s, Spec: c.Spec, Image: c.Image,
+				Verify: c.Verify, From: *snap})
+		}
+		if werr != nil && ctx.Err() == nil {
+			r.Cold = werr.Error()
+			inst, client, err = instance.Up(ctx, conn, o)
+		} else {
+			err = werr
+		}
+	} else {
+		inst, client, err = instance.Up(ctx, conn, o)
+	}
 	r.Instance, r.Err, r.Took = inst, err, time.Since(t0)
 	if err == nil {
 		client.Close()

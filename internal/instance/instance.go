@@ -41,6 +41,12 @@ type Instance struct {
 	Created  time.Time `json:"created"`
 	VerifyOn string    `json:"verify,omitempty"` // the spec's verify suite
 	Ready    bool      `json:"ready"`            // SSH answered; false while booting
+	// InstanceID is cloud-init's: a host restored from a warm state keeps
+	// the saved host's, so that a reboot does not run first-boot modules again.
+	InstanceID string `json:"instanceId,omitempty"`
+	// Restored names the warm state the host was restored from ("" for a
+	// cold boot).
+	Restored string `json:"restored,omitempty"`
 	// Host is the URI of the hypervisor the guest runs on when it is not
 	// this machine: its disks are volumes there and its SSH forward is on
 	// that host's loopback, reached through SSH to it.

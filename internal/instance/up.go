@@ -20,6 +20,7 @@ import (
 // UpOptions say what to boot and how.
 type UpOptions struct {
 	Name        string
+	Hostname    string // the guest's; "" = Name
 	Spec        string // the spec file, recorded for `verify`
 	Image       string // the built qcow2 the overlay sits on
 	Overlay     string // where to make the overlay ("" = in the instance directory)
@@ -41,39 +42,14 @@ type UpOptions struct {
 // Up boots a new instance and waits until its SSH answers. When it fails
 // or ctx is cancelled (Ctrl-C), nothing is left: no domain, no files.
 func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client *sshx.Client, err error) {
-	if err := ValidName(o.Name); err != nil {
-		return nil, nil, err
-	}
-	unlock, err := lock(o.Name)
+	unlock, err := claim(c, o.Name, o.SSHPort)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unlock()
 	dom := DomainPrefix + o.Name
-	// We hold the lock, so no other labforge is working on this name: a
-	// record that never became ready is what a killed `up` left behind,
-	// and is cleaned below like any other leftover.
-	if existing, lerr := Load(o.Name); lerr == nil && existing.Ready {
-		// A host that once came up holds the student's work: whether it
-		// runs, is shut off (a host reboot, poweroff in the guest) or
-		// paused, up never touches it.
-		if c.Running(existing.Domain) {
-			return nil, nil, fmt.Errorf("instance %q is already up (ssh port %d); run `labforge down %s` first", o.Name, existing.SSHPort, o.Name)
-		}
-		return nil, nil, fmt.Errorf("instance %q exists and is stopped; `labforge start %s` boots it again with its disk, `labforge down %s` removes it", o.Name, o.Name, o.Name)
-	}
-	// Anything left by an earlier run that was killed goes first.
-	if err := removeAll(c, o.Name); err != nil {
-		return nil, nil, fmt.Errorf("clean stale instance %s: %w", o.Name, err)
-	}
 	if c.Remote() && o.Golden == "" {
 		return nil, nil, fmt.Errorf("instance %s: no golden volume on %s", o.Name, c.Target().Label())
-	}
-	// Checked after the cleanup: the stale domain may have held the port.
-	if o.SSHPort != 0 && !c.Remote() {
-		if err := CheckSSHPort(o.SSHPort); err != nil {
-			return nil, nil, err
-		}
 	}
 	dir := Dir(o.Name)
 	if err := privateDir(dir, virt.HypervisorGID(virt.QEMUConf)); err != nil {
@@ -110,7 +86,12 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, err
 	}
 	inst.HostKey = hostKey.AuthorizedKey
-	seed := provision.Seed{InstanceID: dom + "-" + fmt.Sprint(time.Now().UnixNano()), Hostname: o.Name,
+	inst.InstanceID = dom + "-" + fmt.Sprint(time.Now().UnixNano())
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = o.Name
+	}
+	seed := provision.Seed{InstanceID: inst.InstanceID, Hostname: hostname,
 		User: o.User, AuthorizedKey: userKey.AuthorizedKey,
 		HostKeyPrivate: string(hostKey.PrivatePEM), HostKeyPublic: hostKey.AuthorizedKey}
 	seedPath := filepath.Join(dir, "seed.iso")
@@ -154,6 +135,46 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, err
 	}
 	return inst, client, nil
+}
+
+// claim takes name for a new instance: it holds the instance's lock
+// (the caller releases it), refuses a host that once came up and removes
+// what a killed run left under that name.
+func claim(c *virt.Conn, name string, port int) (unlock func(), err error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	if unlock, err = lock(name); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	// We hold the lock, so no other labforge is working on this name: a
+	// record that never became ready is what a killed `up` left behind,
+	// and is cleaned below like any other leftover.
+	if existing, lerr := Load(name); lerr == nil && existing.Ready {
+		// A host that once came up holds the student's work: whether it
+		// runs, is shut off (a host reboot, poweroff in the guest) or
+		// paused, up never touches it.
+		if c.Running(existing.Domain) {
+			return nil, fmt.Errorf("instance %q is already up (ssh port %d); run `labforge down %s` first", name, existing.SSHPort, name)
+		}
+		return nil, fmt.Errorf("instance %q exists and is stopped; `labforge start %s` boots it again with its disk, `labforge down %s` removes it", name, name, name)
+	}
+	// Anything left by an earlier run that was killed goes first.
+	if err := removeAll(c, name); err != nil {
+		return nil, fmt.Errorf("clean stale instance %s: %w", name, err)
+	}
+	// Checked after the cleanup: the stale domain may have held the port.
+	if port != 0 && !c.Remote() {
+		if err := CheckSSHPort(port); err != nil {
+			return nil, err
+		}
+	}
+	return unlock, nil
 }
 
 // localDisks makes the guest's overlay on the image in the instance's

@@ -56,6 +56,9 @@ func DomainXML(m MachineSpec) (string, error) {
 			NVRam:  &libvirtxml.DomainNVRam{NVRam: m.NVRAM, Template: m.Firmware.Vars},
 		},
 		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
+		// A new VM generation ID on every restore: a kernel with the
+		// vmgenid driver reseeds its RNG when a saved guest is cloned.
+		GenID:      &libvirtxml.DomainGenID{},
 		OnPoweroff: "destroy",
 		OnReboot:   "restart",
 		OnCrash:    "destroy",

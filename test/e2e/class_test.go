@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,10 @@ func TestClass(t *testing.T) {
 		}
 	}
 
+	t.Run("hosts restored from one warm state are each their own", func(t *testing.T) {
+		restoredIdentities(t, name+"-s01", name+"-s02", name+"-s03")
+	})
+
 	resetStudents(t, name, name+"-s02")
 
 	mustLabforge(t, "class", "destroy", name)
@@ -72,6 +78,72 @@ func resetStudents(t *testing.T, class string, students ...string) {
 	for _, s := range students {
 		if r := labforge(t, "ssh", "-n", s, "--", "test ! -e ~/work.txt"); r.code != 0 {
 			t.Fatalf("%s: a file written before the reset survived it", s)
+		}
+	}
+}
+
+// restoredIdentities checks hosts restored from one warm state: each has
+// its own SSH host key (the only one it offers), client key (the state's
+// is refused), hostname and machine-id; its kernel log says its RNG was
+// reseeded, its random bytes differ from the others', and its clock is
+// the host's.
+func restoredIdentities(t *testing.T, hosts ...string) {
+	t.Helper()
+	seen := map[string]map[string]string{}
+	for _, h := range hosts {
+		var inst struct {
+			HostKey  string `json:"hostKey"`
+			Restored string `json:"restored"`
+		}
+		data, err := os.ReadFile(filepath.Join(stateDir(), "instances", h, "instance.json"))
+		if err != nil || json.Unmarshal(data, &inst) != nil || inst.Restored == "" {
+			t.Fatalf("%s: not restored from a warm state: %v\n%s", h, err, data)
+		}
+		key, _ := os.ReadFile(filepath.Join(stateDir(), "instances", h, "id_ed25519"))
+		before := time.Now()
+		r := mustLabforge(t, "ssh", "-n", h, "--", `hostname; cat /etc/machine-id; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; echo; date +%s.%N; sudo ls /etc/ssh | grep -c '^ssh_host_'; wc -l < ~/.ssh/authorized_keys; sudo dmesg | grep -c 'crng reseeded'`)
+		after := time.Now()
+		f := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(f) != 7 {
+			t.Fatalf("%s: %q", h, r.stdout)
+		}
+		if f[0] != h {
+			t.Errorf("%s: hostname %q", h, f[0])
+		}
+		if f[4] != "2" || f[5] != "1" {
+			t.Errorf("%s: %s host key files (want the one pair), %s authorized keys (want 1)", h, f[4], f[5])
+		}
+		if f[6] == "0" {
+			t.Errorf("%s: no RNG reseed in the kernel log", h)
+		}
+		guest, _ := strconv.ParseFloat(f[3], 64)
+		mid := float64(before.UnixNano()+after.UnixNano()) / 2e9
+		if skew := guest - mid; skew > 2+after.Sub(before).Seconds()/2 || skew < -2-after.Sub(before).Seconds()/2 {
+			t.Errorf("%s: clock %.1f s off the host's", h, skew)
+		}
+		t.Logf("FIGURE %s: clock %.2f s off the host's (±%.2f s of ssh)", h, guest-mid, after.Sub(before).Seconds()/2)
+		seen[h] = map[string]string{"host key": inst.HostKey, "client key": string(key), "machine-id": f[1], "random bytes": f[2]}
+
+		// The warm state's own login is gone from the restored host.
+		kp := filepath.Join(stateDir(), "instances", h, "id_ed25519")
+		state, err := os.ReadFile(filepath.Join(cacheDir(), "warm", inst.Restored, "id_ed25519"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(kp, state, 0o600)
+		r2 := labforge(t, "ssh", "-n", h, "--", "true")
+		os.WriteFile(kp, key, 0o600)
+		if r2.code == 0 || !strings.Contains(r2.stderr, "unable to authenticate") {
+			t.Errorf("%s: the warm state's key still logs in (exit %d: %s)", h, r2.code, r2.stderr)
+		}
+	}
+	for i, a := range hosts {
+		for _, b := range hosts[i+1:] {
+			for what, v := range seen[a] {
+				if v == "" || v == seen[b][what] {
+					t.Errorf("%s and %s share their %s", a, b, what)
+				}
+			}
 		}
 	}
 }

@@ -4,11 +4,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -357,7 +359,7 @@ func TestInterruptedUp(t *testing.T) {
 	dom := "labforge-" + name
 	labforge(t, "down", name)
 	mustLabforge(t, "build", baseSpec) // cached by TestLabHost; the boot is what is interrupted
-	cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify")
+	cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify", "--cold")
 	cmd.Dir = root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -389,8 +391,46 @@ func TestInterruptedUp(t *testing.T) {
 		t.Fatalf("instance directory left after Ctrl-C: %v", err)
 	}
 
-	t.Run("kill -9 during up, then up again", func(t *testing.T) {
+	t.Run("Ctrl-C during a restore", func(t *testing.T) {
 		cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify")
+		cmd.Dir = root
+		pr, pw := io.Pipe()
+		cmd.Stdout, cmd.Stderr = pw, pw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var log strings.Builder
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "==> restore to SSH-ready") {
+				// The clone's memory is being written and restored now.
+				time.Sleep(time.Second)
+				cmd.Process.Signal(syscall.SIGINT)
+				break
+			}
+		}
+		copied := make(chan struct{})
+		go func() { io.Copy(&log, pr); close(copied) }()
+		err := cmd.Wait()
+		pw.Close()
+		<-copied
+		t.Logf("up after SIGINT during the restore: %v\n%s", err, log.String())
+		if err == nil {
+			t.Fatal("up exited 0 after SIGINT")
+		}
+		if strings.Contains(domains(t), dom) {
+			labforge(t, "down", name)
+			t.Fatalf("domain %s left after Ctrl-C", dom)
+		}
+		if _, err := os.Stat(filepath.Join(stateDir(), "instances", name)); !os.IsNotExist(err) {
+			t.Fatalf("instance directory left after Ctrl-C: %v", err)
+		}
+	})
+
+	t.Run("kill -9 during up, then up again", func(t *testing.T) {
+		// From cold: a restore may be over before the second up asks.
+		cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify", "--cold")
 		cmd.Dir = root
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -399,7 +439,7 @@ func TestInterruptedUp(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		// A second up of the same name while the first holds it is refused.
-		r := labforge(t, "up", baseSpec, "--name", name, "--no-verify")
+		r := labforge(t, "up", baseSpec, "--name", name, "--no-verify", "--cold")
 		if r.code == 0 || !strings.Contains(r.stderr, "busy") {
 			t.Fatalf("concurrent up of one name: exit %d, %s", r.code, r.stderr)
 		}

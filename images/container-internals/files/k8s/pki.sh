@@ -6,7 +6,10 @@
 set -eu
 PKI=/etc/kubernetes/pki
 [ -f "$PKI/.done" ] && exit 0
-NODE=$(hostname)
+# The node keeps the name of the host's first boot: a host restored from a
+# warm state takes a new hostname, while its kubelet certificate, its Node
+# object and its pods stay those of this name.
+NODE=$(cat /etc/kubernetes/node-name 2>/dev/null || hostname)
 IP=$(ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 [ -n "$IP" ] || IP=10.0.2.15
 umask 077
@@ -78,6 +81,8 @@ kubeconfig scheduler scheduler
 kubeconfig kube-proxy kube-proxy
 kubeconfig kubelet kubelet
 
+echo "$NODE" > /etc/kubernetes/node-name.new && chmod 0644 /etc/kubernetes/node-name.new
+mv /etc/kubernetes/node-name.new /etc/kubernetes/node-name
 cd / && rm -rf "$PKI" && mv "$PKI.new" "$PKI"
 restorecon -R /etc/kubernetes 2>/dev/null || true
 
