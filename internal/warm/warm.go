@@ -281,15 +281,3 @@ func InUse(id string) bool {
 	}
 	return false
 }
-
-// List is every state in the cache, with its meta.
-func List() []*Meta {
-	dirs, _ := filepath.Glob(filepath.Join(Root(), "*"))
-	var out []*Meta
-	for _, d := range dirs {
-		if m, err := readMeta(d); err == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
