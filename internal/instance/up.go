@@ -140,11 +140,12 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 // claim takes name for a new instance: it holds the instance's lock
 // (the caller releases it), refuses a host that once came up and removes
 // what a killed run left under that name.
-func claim(c *virt.Conn, name string, port int) (unlock func(), err error) {
+func claim(c *virt.Conn, name string, port int) (_ func(), err error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
-	if unlock, err = lock(name); err != nil {
+	unlock, err := lock(name)
+	if err != nil {
 		return nil, err
 	}
 	defer func() {

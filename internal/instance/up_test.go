@@ -105,3 +105,4 @@ func TestCheckSSHPort(t *testing.T) {
 		}
 	}
 }
+

@@ -146,7 +146,9 @@ func TestLayerCache(t *testing.T) {
 		mustLabforge(t, "build", spec)
 	})
 
-	mustLabforge(t, "up", "--name", name, spec)
+	// From cold: this image is new each run, so a warm state of it would
+	// serve one host and then be pruned.
+	mustLabforge(t, "up", "--name", name, "--cold", spec)
 	r := mustLabforge(t, "ssh", "-n", name, "--", "cat", "/etc/labforge-marker")
 	if strings.TrimSpace(r.stdout) != "CHANGED-"+stamp {
 		t.Fatalf("marker %q, want the changed step's", r.stdout)
