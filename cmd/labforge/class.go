@@ -148,7 +148,7 @@ func classWarmState(ctx context.Context, spec *images.Spec, res *builder.Result,
 func newClassStatusCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status NAME",
-		Short: "Each host's hypervisor, state and SSH reachability",
+		Short: "Each host's hypervisor, state, SSH reachability and the host memory its guest holds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := class.Load(args[0])
@@ -156,10 +156,19 @@ func newClassStatusCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "STUDENT\tHOST\tSTATE\tSSH")
+			fmt.Fprintln(tw, "STUDENT\tHOST\tSTATE\tSSH\tMEMORY\tFROM")
+			var total uint64
 			for _, st := range class.Status(cmd.Context(), c) {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", st.Student, st.Host, st.State, st.SSH)
+				mem, from := "-", "cold boot"
+				if st.Memory > 0 {
+					mem, total = humanBytes(int64(st.Memory)), total+st.Memory
+				}
+				if st.Restored != "" {
+					from = "warm state"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Student, st.Host, st.State, st.SSH, mem, from)
 			}
+			fmt.Fprintf(tw, "total\t\t\t\t%s\t\n", humanBytes(int64(total)))
 			return tw.Flush()
 		},
 	}

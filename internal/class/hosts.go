@@ -111,6 +111,11 @@ type State struct {
 	Host    string // the hypervisor, briefly
 	State   string // running, stopped, missing, or why its hypervisor cannot tell
 	SSH     string
+	// Memory is what the running guest's QEMU holds on its hypervisor
+	// (resident bytes; 0 when not running or not known).
+	Memory uint64
+	// Restored names the warm state the host was restored from ("": booted).
+	Restored string
 }
 
 // Status looks at every host of the class: its domain on its hypervisor,
@@ -130,9 +135,11 @@ func Status(ctx context.Context, c *Class) []State {
 			st.State = "unknown: " + err.Error()
 		case conn.Running(inst.Domain):
 			st.State = "running"
+			st.Memory, _ = conn.RSS(inst.Domain)
 		default:
 			st.State = "stopped"
 		}
+		st.Restored = inst.Restored
 		st.SSH = "unreachable"
 		if cl, err := inst.Dial(ctx, 10*time.Second); err == nil {
 			cl.Close()

@@ -414,3 +414,22 @@ func (c *Conn) Shutdown(ctx context.Context, name string, timeout time.Duration)
 	}
 	return nil
 }
+
+// RSS is the host memory the running domain's QEMU holds, in bytes: what a
+// guest really costs its hypervisor (guest pages never touched are not in it).
+func (c *Conn) RSS(name string) (uint64, error) {
+	dom, err := c.DomainLookupByName(name)
+	if err != nil {
+		return 0, err
+	}
+	stats, err := c.DomainMemoryStats(dom, uint32(libvirt.DomainMemoryStatNr), 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range stats {
+		if s.Tag == int32(libvirt.DomainMemoryStatRss) {
+			return s.Val << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: libvirt reports no RSS", name)
+}

@@ -43,6 +43,13 @@ func TestClass(t *testing.T) {
 		}
 	}
 
+	st := mustLabforge(t, "class", "status", name)
+	if m := regexp.MustCompile(`(?m)^total\s+(\S+ \S+)`).FindStringSubmatch(st.stdout); m == nil || strings.Count(st.stdout, "warm state") != 3 {
+		t.Fatalf("class status: want 3 hosts from the warm state and their memory:\n%s", st.stdout)
+	} else {
+		t.Logf("FIGURE class of 3 restored base hosts: host memory %s (QEMU resident)", m[1])
+	}
+
 	t.Run("hosts restored from one warm state are each their own", func(t *testing.T) {
 		restoredIdentities(t, name+"-s01", name+"-s02", name+"-s03")
 	})
