@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/labforge/labforge/internal/fsx"
 )
@@ -20,32 +19,25 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 		return nil, err
 	}
 	path := buildLock(cacheDir, name)
-	told := false
-	for {
-		unlock, err := fsx.Lock(path, false)
-		if err == nil {
-			// Names may hold dashes but never dots: ".work-lab.*" cannot
-			// match the live work directory of spec lab-x.
-			stale, _ := filepath.Glob(filepath.Join(cacheDir, workPrefix(name)+"*"))
-			for _, d := range stale {
-				removeTree(filepath.Join(d, "rootfs"))
-				os.RemoveAll(d)
-			}
-			return unlock, nil
-		}
-		if !errors.Is(err, fsx.ErrLocked) {
-			return nil, fmt.Errorf("build lock %s: %w", path, err) // not a build that holds it
-		}
-		if !told && waiting != nil {
+	unlock, err := fsx.LockContext(ctx, path, func() {
+		if waiting != nil {
 			waiting(path)
-			told = true
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("another labforge is building %s (lock %s): %w", name, path, context.Cause(ctx))
-		case <-time.After(500 * time.Millisecond):
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("another labforge is building %s (lock %s): %w", name, path, err)
 		}
+		return nil, fmt.Errorf("build lock %s: %w", path, err) // not a build that holds it
 	}
+	// Names may hold dashes but never dots: ".work-lab.*" cannot
+	// match the live work directory of spec lab-x.
+	stale, _ := filepath.Glob(filepath.Join(cacheDir, workPrefix(name)+"*"))
+	for _, d := range stale {
+		removeTree(filepath.Join(d, "rootfs"))
+		os.RemoveAll(d)
+	}
+	return unlock, nil
 }
 
 // BuildGuestPrefix starts the instance name of every build guest.

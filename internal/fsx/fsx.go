@@ -4,6 +4,7 @@
 package fsx
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 )
 
 // SHA256 hashes a file's bytes.
@@ -35,6 +37,28 @@ func Lock(path string, wait bool) (func(), error) { return flock(path, syscall.L
 // LockShared takes a shared lock on path: many holders at once, none
 // while someone holds it exclusively.
 func LockShared(path string, wait bool) (func(), error) { return flock(path, syscall.LOCK_SH, wait) }
+
+// LockContext takes an exclusive lock on path, waiting while another
+// process holds it (calling waiting once, when it first finds it held)
+// until ctx ends: unlike a blocking flock, Ctrl-C ends the wait.
+func LockContext(ctx context.Context, path string, waiting func()) (func(), error) {
+	told := false
+	for {
+		unlock, err := Lock(path, false)
+		if !errors.Is(err, ErrLocked) {
+			return unlock, err
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
 
 // ErrLocked means another process holds the lock (a call that does not
 // wait); any other error from Lock is about the lock file itself.

@@ -105,4 +105,3 @@ func TestCheckSSHPort(t *testing.T) {
 		}
 	}
 }
-

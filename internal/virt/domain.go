@@ -55,7 +55,7 @@ func DomainXML(m MachineSpec) (string, error) {
 			Loader: &libvirtxml.DomainLoader{Path: m.Firmware.Code, Readonly: "yes", Type: "pflash", Secure: "no"},
 			NVRam:  &libvirtxml.DomainNVRam{NVRam: m.NVRAM, Template: m.Firmware.Vars},
 		},
-		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
+		Features: &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
 		// A new VM generation ID on every restore: a kernel with the
 		// vmgenid driver reseeds its RNG when a saved guest is cloned.
 		GenID:      &libvirtxml.DomainGenID{},

@@ -57,9 +57,14 @@ func Make(ctx context.Context, c *virt.Conn, o MakeOptions) (snap *instance.Snap
 		return nil, err
 	}
 	name := GoldenPrefix + key[:12]
-	unlock, err := fsx.Lock(goldenLock(name), true)
+	step := func(s string) {
+		if o.Step != nil {
+			o.Step(s)
+		}
+	}
+	unlock, err := fsx.LockContext(ctx, goldenLock(name), func() { step("waiting for the labforge making it") })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("warm state: %w", err)
 	}
 	defer unlock()
 	// The labforge we waited for may have made it.
@@ -76,11 +81,6 @@ func Make(ctx context.Context, c *virt.Conn, o MakeOptions) (snap *instance.Snap
 	// QEMU (as its own user) opens the disk through this directory.
 	if err := hypervisorDir(work); err != nil {
 		return nil, err
-	}
-	step := func(s string) {
-		if o.Step != nil {
-			o.Step(s)
-		}
 	}
 	times := map[string]string{}
 	t := time.Now()

@@ -49,10 +49,10 @@ type Meta struct {
 	Image  string            `json:"image"`
 	Inputs map[string]string `json:"inputs"`
 	// The saved guest, as instance.Restore needs it.
-	User       string `json:"user"`
-	HostKey    string `json:"hostKey"`
-	InstanceID string `json:"instanceId"`
-	Accel      string `json:"accel"`
+	User       string    `json:"user"`
+	HostKey    string    `json:"hostKey"`
+	InstanceID string    `json:"instanceId"`
+	Accel      string    `json:"accel"`
 	Created    time.Time `json:"created"`
 	// CertExpiry is the earliest expiry of a certificate on the saved
 	// guest (its cluster's), zero when it has none.
