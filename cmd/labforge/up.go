@@ -128,11 +128,18 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	if !g.quiet {
 		fmt.Fprintf(out, "==> accelerator %s: %s\n", accel, why)
 	}
+	// A host's time counts from here: checking its warm state is part of
+	// it, making one (once per image) is not.
+	t0 := time.Now()
 	var snap *instance.Snapshot
 	if !f.cold && !conn.Remote() {
 		var why string
-		if snap, why, err = warmState(ctx, conn, spec, res, accel, f.bootTimeout, p); err != nil {
+		var made bool
+		if snap, why, made, err = warmState(ctx, conn, spec, res, accel, f.bootTimeout, p); err != nil {
 			return nil, err
+		}
+		if made {
+			t0 = time.Now()
 		}
 		if snap == nil && !g.quiet {
 			fmt.Fprintf(out, "==> cold boot: %s\n", why)
@@ -140,7 +147,6 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	}
 	var inst *instance.Instance
 	var client *sshx.Client
-	t0 := time.Now()
 	specPath := filepath.Join(spec.Dir, filepath.Base(spec.Path))
 	if snap != nil {
 		err = p.timed("restore to SSH-ready", func() (string, error) {
@@ -196,34 +202,42 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	return up, nil
 }
 
-// warmState finds the image's warm state, or makes it when there never
-// was one (the first up of an image). With none to use it says why in one
-// line; only Ctrl-C is an error.
-func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (*instance.Snapshot, string, error) {
+// warmState finds the image's warm state (checked, as a printed step),
+// or makes it when there never was one (the first up of an image; made
+// says so). With none to use it says why in one line; only Ctrl-C is an
+// error.
+func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (snap *instance.Snapshot, why string, made bool, err error) {
 	if res.Record.SHA256 == "" {
-		return nil, "the image's record has no sha256 to key a warm state by", nil
+		return nil, "the image's record has no sha256 to key a warm state by", false, nil
 	}
 	m := warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.Record.SHA256, Accel: accel,
 		MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
 	inputs, err := warm.Inputs(ctx, conn, m)
 	if err != nil {
-		return nil, err.Error(), nil
+		return nil, err.Error(), false, nil
 	}
-	snap, _, err := warm.Find(m, inputs, time.Now())
-	if err == nil {
-		return snap, "", nil
+	var findErr error
+	_ = p.timed("warm state", func() (string, error) {
+		snap, _, findErr = warm.Find(m, inputs, time.Now())
+		if findErr != nil {
+			return "none to use", nil
+		}
+		return snap.ID + ", sha256 checked", nil
+	})
+	if findErr == nil {
+		return snap, "", false, nil
 	}
-	if !errors.Is(err, warm.ErrNone) {
-		return nil, err.Error(), nil
+	if !errors.Is(findErr, warm.ErrNone) {
+		return nil, findErr.Error(), false, nil
 	}
 	var suite *verify.Suite
 	if spec.VerifyPath() != "" {
 		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 		addDenialCheck(suite, spec)
 	}
-	err = p.phased("warm state (once for this image: boot, verify, save)", func(phase func(string)) (string, error) {
+	err = p.phased("make the warm state (once for this image: boot, verify, save)", func(phase func(string)) (string, error) {
 		var err error
 		snap, err = warm.Make(ctx, conn, warm.MakeOptions{Machine: m, Inputs: inputs,
 			SpecPath: filepath.Join(spec.Dir, filepath.Base(spec.Path)), User: spec.User, Suite: suite,
@@ -234,12 +248,12 @@ func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *bui
 		return snap.ID, nil
 	})
 	if ctx.Err() != nil {
-		return nil, "", ctx.Err()
+		return nil, "", false, ctx.Err()
 	}
 	if err != nil {
-		return nil, err.Error(), nil
+		return nil, err.Error(), false, nil
 	}
-	return snap, "", nil
+	return snap, "", true, nil
 }
 
 // checkSSHPort fails before any build when the port asked for is taken.

@@ -80,11 +80,11 @@ type Machine struct {
 // for the machine (machine type, CPU model, memory, vCPUs, every device).
 func Inputs(ctx context.Context, c *virt.Conn, m Machine) (map[string]string, error) {
 	in := map[string]string{"image": m.ImageSum, "accel": string(m.Accel)}
-	out, err := exec.CommandContext(ctx, "qemu-system-x86_64", "--version").Output()
+	v, err := qemuVersion(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("qemu version: %w", err)
+		return nil, err
 	}
-	in["qemu"] = strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "QEMU emulator version ")
+	in["qemu"] = v
 	in["libvirt"] = libvirtVersion(ctx, c)
 	fw, err := virt.FindFirmware()
 	if err != nil {
@@ -109,6 +109,22 @@ func Inputs(ctx context.Context, c *virt.Conn, m Machine) (map[string]string, er
 	in["domain"] = hex.EncodeToString(sum[:])[:16]
 	in["machine"] = fmt.Sprintf("q35, %d MiB, %d vCPUs", m.MemoryMiB, m.CPUs)
 	return in, nil
+}
+
+// qemuVersion is the emulator's own account of its version, which names
+// the distribution's build (Debian's qemu-system-x86_64; RHEL's
+// qemu-kvm), else the hypervisor version libvirt reports.
+func qemuVersion(ctx context.Context, c *virt.Conn) (string, error) {
+	for _, bin := range []string{"qemu-system-x86_64", "/usr/libexec/qemu-kvm"} {
+		if out, err := exec.CommandContext(ctx, bin, "--version").Output(); err == nil {
+			return strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "QEMU emulator version "), nil
+		}
+	}
+	v, err := c.ConnectGetVersion()
+	if err != nil {
+		return "", fmt.Errorf("qemu version: %w", err)
+	}
+	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000), nil
 }
 
 // libvirtVersion is the package's version where dpkg or rpm knows it
