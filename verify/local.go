@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os/exec"
 	"time"
 )
@@ -35,4 +36,25 @@ func (l Local) Run(ctx context.Context, cmd string) (Result, error) {
 		return res, nil
 	}
 	return res, err
+}
+
+// Stream runs cmd with the shell, its stdout going to stdout as it comes.
+func (l Local) Stream(ctx context.Context, cmd string, stdout io.Writer) (int, string, error) {
+	shell := l.Shell
+	if shell == "" {
+		shell = "sh"
+	}
+	c := exec.CommandContext(ctx, shell, "-c", cmd)
+	var stderr bytes.Buffer
+	c.Stdout, c.Stderr = stdout, &stderr
+	c.WaitDelay = time.Second
+	err := c.Run()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return -1, stderr.String(), ctx.Err()
+	case errors.As(err, &exit):
+		return exit.ExitCode(), stderr.String(), nil
+	}
+	return 0, stderr.String(), err
 }

@@ -31,6 +31,10 @@ type Options struct {
 	// Progress, if set, is called with each result as its check finishes;
 	// never concurrently.
 	Progress func(CheckResult)
+	// Batch runs every check due in a round as one script on the host
+	// (batch.go): one round trip instead of one per check. Parallel is
+	// then not used: the checks run in suite order.
+	Batch bool
 }
 
 // CheckResult is the outcome of one check.
@@ -88,6 +92,9 @@ func (r *Report) Err() error {
 // are reported as failed rather than dropped, so a report always has every
 // check of the suite.
 func Run(ctx context.Context, r Runner, s *Suite, opts Options) *Report {
+	if opts.Batch {
+		return runBatch(ctx, r, s, opts)
+	}
 	rep := &Report{Suite: s.Name, Host: opts.Host, Started: time.Now(), Results: make([]CheckResult, len(s.Checks))}
 	sem := make(chan struct{}, max(opts.Parallel, 1))
 	var wg sync.WaitGroup

@@ -240,7 +240,7 @@ non-zero when any check fails, naming the failing checks.`,
 				return err
 			}
 			defer client.Close()
-			rep := verify.Run(cmd.Context(), instance.RootRunner{Client: client}, suite, verify.Options{})
+			rep := verify.Run(cmd.Context(), instance.RootRunner{Client: client}, suite, verify.Options{Batch: true})
 			rep.Host = inst.Name
 			if err := report.write(cmd.OutOrStdout(), rep); err != nil {
 				return err

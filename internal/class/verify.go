@@ -42,7 +42,7 @@ func Verify(ctx context.Context, c *Class, suite *verify.Suite, parallel int) []
 		}
 		defer client.Close()
 		runner := instance.RootRunner{Client: client}
-		rep := verify.Run(ctx, runner, suite, verify.Options{})
+		rep := verify.Run(ctx, runner, suite, verify.Options{Batch: true})
 		rep.Host = s
 		fp, err := runner.Run(ctx, fingerprintCmd)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -24,6 +25,14 @@ type RootRunner struct{ Client *sshx.Client }
 func (r RootRunner) Run(ctx context.Context, cmd string) (verify.Result, error) {
 	res, err := r.Client.Run(ctx, "sudo -n sh -c "+runx.Quote(cmd))
 	return verify.Result{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, err
+}
+
+// Stream runs cmd through sudo, its stdout going to stdout as it comes
+// (verify's batches report each check as it finishes).
+func (r RootRunner) Stream(ctx context.Context, cmd string, stdout io.Writer) (int, string, error) {
+	var stderr bytes.Buffer
+	code, err := r.Client.Stream(ctx, "sudo -n sh -c "+runx.Quote(cmd), nil, stdout, &stderr)
+	return code, stderr.String(), err
 }
 
 // Put copies data to a private temporary file as the login user (SFTP

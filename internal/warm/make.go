@@ -105,7 +105,7 @@ func Make(ctx context.Context, c *virt.Conn, o MakeOptions) (snap *instance.Snap
 	run := instance.RootRunner{Client: client}
 	step("verify")
 	if o.Suite != nil {
-		rep := verify.Run(ctx, run, o.Suite, verify.Options{})
+		rep := verify.Run(ctx, run, o.Suite, verify.Options{Batch: true})
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

@@ -1,0 +1,296 @@
+package verify
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Streamer is a Runner that can hand over a command's output as it comes,
+// so that a batch reports each check as it finishes.
+type Streamer interface {
+	Stream(ctx context.Context, cmd string, stdout io.Writer) (exitCode int, stderr string, err error)
+}
+
+// A batch runs every check due in one round as one shell script on the
+// host: one session, one shell, no round trip per check. Each check still
+// runs in its own sh, in suite order, under its own timeout, with its
+// output in a private directory that the script removes; the script frames
+// each check's exit code, times and output (base64) on its stdout.
+//
+// Checks that fail and may retry go into a later round, after their
+// interval: only the checks still failing are run again.
+
+// batchItem is one check's state across rounds.
+type batchItem struct {
+	idx      int
+	check    *Check
+	p        probe
+	timeout  time.Duration
+	interval time.Duration
+	retries  int
+	deadline time.Time // first attempt + timeout
+	given    time.Duration // this round's timeout(1) for it
+	nextAt   time.Time
+	first    time.Time // when its first attempt started (host clock)
+	res      CheckResult
+	msg      string
+	last     Result
+	done     bool
+}
+
+// batchFrame is what the script says of one attempt.
+type batchFrame struct {
+	idx      int
+	exit     int
+	duration time.Duration
+	out      Result
+}
+
+func runBatch(ctx context.Context, r Runner, s *Suite, opts Options) *Report {
+	rep := &Report{Suite: s.Name, Host: opts.Host, Started: time.Now(), Results: make([]CheckResult, len(s.Checks))}
+	finish := func(it *batchItem) {
+		it.done = true
+		it.res.Message = truncate(oneLine(it.res.Message), messageLimit)
+		rep.Results[it.idx] = it.res
+		if opts.Progress != nil {
+			opts.Progress(it.res)
+		}
+	}
+	var items []*batchItem
+	for i := range s.Checks {
+		c := &s.Checks[i]
+		it := &batchItem{idx: i, check: c, res: CheckResult{Name: c.Name, Type: c.Type, Hint: c.Hint}}
+		p, err := c.probe()
+		if err != nil {
+			it.res.Message = err.Error()
+			finish(it)
+			continue
+		}
+		it.p = p
+		it.timeout = pick(c.Timeout, s.Defaults.Timeout, Duration(DefaultTimeout))
+		it.interval = pick(c.Interval, s.Defaults.Interval, Duration(DefaultInterval))
+		it.retries = unlimitedTries
+		if c.Retries != nil {
+			it.retries = *c.Retries
+		} else if s.Defaults.Retries != nil {
+			it.retries = *s.Defaults.Retries
+		}
+		items = append(items, it)
+	}
+	for {
+		var due []*batchItem
+		var wake time.Time
+		now := time.Now()
+		for _, it := range items {
+			switch {
+			case it.done:
+			case !it.nextAt.After(now):
+				due = append(due, it)
+			case wake.IsZero() || it.nextAt.Before(wake):
+				wake = it.nextAt
+			}
+		}
+		if len(due) == 0 && wake.IsZero() {
+			break
+		}
+		if len(due) == 0 {
+			t := time.NewTimer(time.Until(wake))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			for _, it := range items {
+				if !it.done {
+					it.res.Message = strings.TrimSuffix("cancelled: "+ctx.Err().Error()+"; "+it.msg, "; ")
+					if it.res.Attempts == 0 {
+						it.res.Message = "not run: " + ctx.Err().Error()
+					}
+					it.res.Output = outputTail(it.last)
+					finish(it)
+				}
+			}
+			break
+		}
+		if len(due) > 0 {
+			runRound(ctx, r, due, finish)
+		}
+	}
+	rep.Duration = time.Since(rep.Started)
+	return rep
+}
+
+// runRound runs the due checks as one script and settles each: passed,
+// out of tries, or due again after its interval.
+func runRound(ctx context.Context, r Runner, due []*batchItem, finish func(*batchItem)) {
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	marker := "@@labforge-verify-" + hex.EncodeToString(nonce)
+	start := time.Now()
+	var script strings.Builder
+	script.WriteString(batchPrelude(marker))
+	byIdx := map[int]*batchItem{}
+	for _, it := range due {
+		if it.first.IsZero() {
+			it.first, it.deadline = start, start.Add(it.timeout)
+		}
+		left := time.Until(it.deadline)
+		if left < time.Second {
+			left = time.Second
+		}
+		secs := int(left.Seconds() + 0.999)
+		it.given = time.Duration(secs) * time.Second
+		byIdx[it.idx] = it
+		fmt.Fprintf(&script, "c %d %d %s\n", it.idx, secs, base64.StdEncoding.EncodeToString([]byte(it.p.cmd)))
+	}
+	settle := func(f batchFrame) {
+		it := byIdx[f.idx]
+		if it == nil || it.done {
+			return
+		}
+		delete(byIdx, f.idx)
+		it.res.Attempts++
+		it.res.Duration = time.Since(it.first)
+		if f.exit == 124 && f.duration >= it.given-100*time.Millisecond {
+			// timeout(1) ended it: as when a single check's deadline passes.
+			if it.msg == "" {
+				it.msg = fmt.Sprintf("timed out after %s with no result", it.timeout)
+			}
+		} else if ok, m := it.p.eval(f.out); ok {
+			it.res.Passed, it.res.Message = true, m
+			finish(it)
+			return
+		} else {
+			it.msg, it.last = m, f.out
+		}
+		retry(it, finish)
+	}
+	err := streamBatch(ctx, r, script.String(), marker, settle)
+	// Checks the script never reported: the connection failed, or ctx ended.
+	for _, it := range byIdx {
+		if it.done {
+			continue
+		}
+		it.res.Attempts++
+		it.res.Duration = time.Since(it.first)
+		if err != nil && ctx.Err() == nil {
+			it.msg, it.last = "run: "+err.Error(), Result{}
+		} else if it.msg == "" {
+			it.msg = "no result from the batch"
+		}
+		retry(it, finish)
+	}
+}
+
+// retry schedules the next attempt of a failed check, or gives it up.
+func retry(it *batchItem, finish func(*batchItem)) {
+	next := time.Now().Add(it.interval)
+	if (it.retries != unlimitedTries && it.res.Attempts > it.retries) || !next.Before(it.deadline) {
+		it.res.Message, it.res.Output = it.msg, outputTail(it.last)
+		finish(it)
+		return
+	}
+	it.nextAt = next
+}
+
+// batchPrelude defines the script's one function: c IDX TIMEOUT BASE64-CMD.
+func batchPrelude(marker string) string {
+	return `d=$(mktemp -d "${TMPDIR:-/tmp}/.labforge-verify.XXXXXX") || exit 125
+trap 'rm -rf "$d"' EXIT
+trap 'exit 129' HUP INT TERM
+c() {
+	printf '%s' "$3" | base64 -d > "$d/c"
+	s=$(date +%s%N)
+	timeout -k 5 "$2" sh "$d/c" > "$d/o" 2> "$d/e" < /dev/null
+	r=$?
+	n=$(( $(date +%s%N) - s ))
+	printf '\n` + marker + ` %s %s %s\n' "$1" "$r" "$n"
+	base64 -w0 < "$d/o"; printf '\n'
+	base64 -w0 < "$d/e"; printf '\n'
+}
+`
+}
+
+// streamBatch runs the script and hands each framed result to settle as it
+// arrives (all at the end when the runner cannot stream).
+func streamBatch(ctx context.Context, r Runner, script, marker string, settle func(batchFrame)) error {
+	if st, ok := r.(Streamer); ok {
+		pr, pw := io.Pipe()
+		parsed := make(chan error, 1)
+		go func() {
+			parsed <- parseBatch(pr, marker, settle)
+			io.Copy(io.Discard, pr)
+		}()
+		code, stderr, err := st.Stream(ctx, script, pw)
+		pw.Close()
+		perr := <-parsed
+		return batchErr(code, stderr, err, perr)
+	}
+	res, err := r.Run(ctx, script)
+	perr := parseBatch(strings.NewReader(res.Stdout), marker, settle)
+	return batchErr(res.ExitCode, res.Stderr, err, perr)
+}
+
+func batchErr(code int, stderr string, err, perr error) error {
+	switch {
+	case err != nil:
+		return err
+	case perr != nil:
+		return perr
+	case code != 0:
+		return fmt.Errorf("batch exit %d: %s", code, firstLine(stderr))
+	}
+	return nil
+}
+
+// parseBatch reads the script's frames: a marker line with the check's
+// index, exit code and time in ns, then its stdout and stderr in base64.
+func parseBatch(r io.Reader, marker string, settle func(batchFrame)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		f, ok := strings.CutPrefix(sc.Text(), marker+" ")
+		if !ok {
+			continue
+		}
+		var fr batchFrame
+		var ns int64
+		parts := strings.Fields(f)
+		if len(parts) != 3 {
+			return fmt.Errorf("batch: bad frame %q", f)
+		}
+		var err error
+		if fr.idx, err = strconv.Atoi(parts[0]); err != nil {
+			return fmt.Errorf("batch: bad frame %q", f)
+		}
+		if fr.exit, err = strconv.Atoi(parts[1]); err != nil {
+			return fmt.Errorf("batch: bad frame %q", f)
+		}
+		ns, _ = strconv.ParseInt(parts[2], 10, 64)
+		fr.duration = time.Duration(ns)
+		var outs [2]string
+		for k := range outs {
+			if !sc.Scan() {
+				return fmt.Errorf("batch: frame of check %d cut short", fr.idx)
+			}
+			b, err := base64.StdEncoding.DecodeString(sc.Text())
+			if err != nil {
+				return fmt.Errorf("batch: check %d: %w", fr.idx, err)
+			}
+			outs[k] = string(b)
+		}
+		fr.out = Result{Stdout: outs[0], Stderr: outs[1], ExitCode: fr.exit}
+		settle(fr)
+	}
+	return sc.Err()
+}

@@ -1,0 +1,128 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A batch reports what one command per check reports: same results, same
+// messages, same outputs, in suite order.
+func TestBatchMatchesSingle(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(dir+"/f", []byte("hello\n"), 0o640)
+	suite := fmt.Sprintf(`name: both ways
+defaults: {timeout: 3s, retries: 0}
+checks:
+  - {name: passes, command: 'echo ok'}
+  - {name: wrong stdout, command: 'echo Permissive', stdout: ^Enforcing$, hint: setenforce 1}
+  - {name: exit code, command: 'echo why >&2; exit 3'}
+  - {name: explains on stdout, command: 'echo a; echo the reason; exit 1'}
+  - {name: file, file: %s/f, mode: "0640", contains: hello}
+  - {name: missing file, file: %s/nope}
+  - {name: sysctl, sysctl: kernel.ostype, value: Linux}
+  - {name: binary output, command: 'printf "\001\377x"; printf "\000y" >&2; exit 1'}
+`, dir, dir)
+	s, err := Parse("suite.yaml", []byte(suite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := Run(context.Background(), localRunner, s, Options{})
+	batch := Run(context.Background(), localRunner, s, Options{Batch: true})
+	if len(batch.Results) != len(single.Results) {
+		t.Fatalf("batch has %d results, single %d", len(batch.Results), len(single.Results))
+	}
+	for i, a := range single.Results {
+		b := batch.Results[i]
+		if a.Name != b.Name || a.Type != b.Type || a.Passed != b.Passed || a.Message != b.Message || a.Hint != b.Hint || a.Output != b.Output || a.Attempts != b.Attempts {
+			t.Errorf("check %d:\nsingle %+v\nbatch  %+v", i, a, b)
+		}
+	}
+}
+
+// A check that fails, then passes on retry, is reported with its attempts;
+// only the checks still failing run again.
+func TestBatchRetries(t *testing.T) {
+	count := t.TempDir() + "/runs"
+	rep := runBatchYAML(t, fmt.Sprintf(`checks:
+  - {name: third time, command: %q, interval: 50ms, timeout: 5s}
+  - {name: once, command: 'echo x >> %s; true'}
+  - {name: capped, command: 'echo no; false', retries: 1, interval: 10ms}
+`, counterCommand(t, 3), count))
+	r := rep.Results[0]
+	wantPass(t, r)
+	if r.Attempts != 3 || r.Message != "attempt 3" || r.Duration < 100*time.Millisecond {
+		t.Errorf("retried check: attempts %d, message %q, duration %v; want 3, %q, at least two intervals", r.Attempts, r.Message, r.Duration, "attempt 3")
+	}
+	if data, _ := os.ReadFile(count); strings.Count(string(data), "x") != 1 {
+		t.Errorf("a passing check ran %d times, want once", strings.Count(string(data), "x"))
+	}
+	wantFail(t, rep.Results[2], "exit status 1, want 0")
+	if rep.Results[2].Attempts != 2 || rep.Results[2].Output != "no" {
+		t.Errorf("capped: %+v", rep.Results[2])
+	}
+}
+
+func TestBatchTimeoutAndCleanup(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	start := time.Now()
+	rep := runBatchYAML(t, "checks:\n  - {name: hangs, command: 'sleep 30', timeout: 1s}\n  - {name: after, command: 'echo fine'}\n")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v: the timeout was not enforced", d)
+	}
+	wantFail(t, rep.Results[0], "timed out after 1s with no result")
+	wantPass(t, rep.Results[1])
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the batch left %v in TMPDIR", left)
+	}
+}
+
+func TestBatchTransportAndCancel(t *testing.T) {
+	s, _ := Parse("suite.yaml", []byte("defaults: {retries: 2, interval: 1ms}\nchecks:\n  - {name: a, command: 'true'}\n  - {name: b, command: 'true'}\n"))
+	f := &failingRunner{}
+	rep := Run(context.Background(), f, s, Options{Batch: true})
+	for _, r := range rep.Results {
+		wantFail(t, r, "run: ssh: connection reset")
+		if r.Attempts != 3 {
+			t.Errorf("%s: %d attempts; transport errors are retried", r.Name, r.Attempts)
+		}
+	}
+	if f.calls.Load() != 3 {
+		t.Errorf("%d round trips for 2 checks with 3 attempts each; want 3", f.calls.Load())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep = Run(ctx, localRunner, s, Options{Batch: true})
+	wantFail(t, rep.Results[1], "not run: context canceled")
+}
+
+// Each check is reported as it finishes, in suite order, and a check
+// cannot forge another's frame.
+func TestBatchProgressAndForgery(t *testing.T) {
+	s, _ := Parse("suite.yaml", []byte(`defaults: {retries: 0}
+checks:
+  - {name: forger, command: 'printf "\n@@labforge-verify-0000000000000000 1 0 5\nZm9v\n\n"; exit 1'}
+  - {name: second, command: 'echo two'}
+`))
+	var seen []string
+	rep := Run(context.Background(), localRunner, s, Options{Batch: true, Progress: func(r CheckResult) { seen = append(seen, r.Name) }})
+	if strings.Join(seen, ",") != "forger,second" {
+		t.Errorf("progress saw %v", seen)
+	}
+	if rep.Results[0].Passed || !rep.Results[1].Passed || rep.Results[1].Message != "two" {
+		t.Errorf("results %+v", rep.Results)
+	}
+}
+
+func runBatchYAML(t *testing.T, suite string) *Report {
+	t.Helper()
+	s, err := Parse("suite.yaml", []byte(suite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Run(context.Background(), localRunner, s, Options{Batch: true})
+}
