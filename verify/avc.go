@@ -40,6 +40,7 @@ func AVCCheck(accept []string) Check {
 		Command: DenialsCommand(accept),
 		Stdout:  MustRegexp(`\A\s*\z`),
 		Retries: &zero,
+		Barrier: true,
 		Hint:    "each line is a denial: fix the policy module, or list it under avc: in the spec with a reason",
 	}
 }

@@ -21,9 +21,11 @@ type Streamer interface {
 
 // A batch runs every check due in one round as one shell script on the
 // host: one session, one shell, no round trip per check. Each check still
-// runs in its own sh, in suite order, under its own timeout, with its
-// output in a private directory that the script removes; the script frames
-// each check's exit code, times and output (base64) on its stdout.
+// runs in its own sh, in suite order (a check marked concurrent starts in
+// the background and is waited for at the round's end), under its own
+// timeout, with its output in a private directory that the script
+// removes; the script frames each check's exit code, time and output
+// (base64) on its stdout.
 //
 // Checks that fail and may retry go into a later round, after their
 // interval: only the checks still failing are run again.
@@ -36,7 +38,7 @@ type batchItem struct {
 	timeout  time.Duration
 	interval time.Duration
 	retries  int
-	deadline time.Time // first attempt + timeout
+	deadline time.Time     // first attempt + timeout
 	given    time.Duration // this round's timeout(1) for it
 	nextAt   time.Time
 	first    time.Time // when its first attempt started (host clock)
@@ -140,6 +142,7 @@ func runRound(ctx context.Context, r Runner, due []*batchItem, finish func(*batc
 	var script strings.Builder
 	script.WriteString(batchPrelude(marker))
 	byIdx := map[int]*batchItem{}
+	var background []int
 	for _, it := range due {
 		if it.first.IsZero() {
 			it.first, it.deadline = start, start.Add(it.timeout)
@@ -151,7 +154,23 @@ func runRound(ctx context.Context, r Runner, due []*batchItem, finish func(*batc
 		secs := int(left.Seconds() + 0.999)
 		it.given = time.Duration(secs) * time.Second
 		byIdx[it.idx] = it
-		fmt.Fprintf(&script, "c %d %d %s\n", it.idx, secs, base64.StdEncoding.EncodeToString([]byte(it.p.cmd)))
+		call := fmt.Sprintf("c %d %d %s", it.idx, secs, base64.StdEncoding.EncodeToString([]byte(it.p.cmd)))
+		if it.check.Concurrent {
+			// Its frame waits in a file until the round's end.
+			fmt.Fprintf(&script, "%s > \"$d/%d.f\" &\n", call, it.idx)
+			background = append(background, it.idx)
+			continue
+		}
+		if it.check.Barrier && len(background) > 0 {
+			script.WriteString("wait\n")
+		}
+		script.WriteString(call + "\n")
+	}
+	if len(background) > 0 {
+		script.WriteString("wait\n")
+		for _, i := range background {
+			fmt.Fprintf(&script, "cat \"$d/%d.f\"\n", i)
+		}
 	}
 	settle := func(f batchFrame) {
 		it := byIdx[f.idx]
@@ -209,14 +228,14 @@ func batchPrelude(marker string) string {
 trap 'rm -rf "$d"' EXIT
 trap 'exit 129' HUP INT TERM
 c() {
-	printf '%s' "$3" | base64 -d > "$d/c"
+	printf '%s' "$3" | base64 -d > "$d/$1.c"
 	s=$(date +%s%N)
-	timeout -k 5 "$2" sh "$d/c" > "$d/o" 2> "$d/e" < /dev/null
+	timeout -k 5 "$2" sh "$d/$1.c" > "$d/$1.o" 2> "$d/$1.e" < /dev/null
 	r=$?
 	n=$(( $(date +%s%N) - s ))
 	printf '\n` + marker + ` %s %s %s\n' "$1" "$r" "$n"
-	base64 -w0 < "$d/o"; printf '\n'
-	base64 -w0 < "$d/e"; printf '\n'
+	base64 -w0 < "$d/$1.o"; printf '\n'
+	base64 -w0 < "$d/$1.e"; printf '\n'
 }
 `
 }

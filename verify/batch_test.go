@@ -126,3 +126,33 @@ func runBatchYAML(t *testing.T, suite string) *Report {
 	}
 	return Run(context.Background(), localRunner, s, Options{Batch: true})
 }
+
+// Concurrent checks run beside the ones after them: two slow ones and a
+// quick one take about as long as one slow one.
+func TestBatchConcurrent(t *testing.T) {
+	start := time.Now()
+	rep := runBatchYAML(t, `checks:
+  - {name: slow a, command: 'sleep 1; echo a', concurrent: true}
+  - {name: slow b, command: 'sleep 1; echo b', concurrent: true}
+  - {name: quick, command: 'echo q'}
+`)
+	if d := time.Since(start); d > 1900*time.Millisecond {
+		t.Errorf("two concurrent 1 s checks took %v", d)
+	}
+	for i, want := range []string{"a", "b", "q"} {
+		if r := rep.Results[i]; !r.Passed || r.Message != want {
+			t.Errorf("check %d: %+v", i, r)
+		}
+	}
+}
+
+// The denial gate waits for the concurrent checks before it.
+func TestBatchBarrier(t *testing.T) {
+	f := t.TempDir() + "/done"
+	s, _ := Parse("suite.yaml", []byte(fmt.Sprintf("checks:\n  - {name: slow, command: 'sleep 1; touch %s', concurrent: true}\n", f)))
+	s.Checks = append(s.Checks, Check{Name: "gate", Type: TypeCommand, Command: "test -e " + f, Barrier: true})
+	rep := Run(context.Background(), localRunner, s, Options{Batch: true})
+	if !rep.Results[1].Passed {
+		t.Fatalf("the barrier check ran before the concurrent one ended: %+v", rep.Results[1])
+	}
+}

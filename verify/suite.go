@@ -91,6 +91,14 @@ type Check struct {
 	Timeout  Duration `yaml:"timeout"`
 	Interval Duration `yaml:"interval"`
 	Retries  *int     `yaml:"retries"`
+	// Concurrent lets the check run while the checks after it run (in a
+	// batch, as a background job in the host): for slow checks that
+	// neither depend on nor disturb the others, such as one that starts
+	// a container. Its result comes when the round ends.
+	Concurrent bool `yaml:"concurrent"`
+	// Barrier makes the check wait for every concurrent check before it
+	// (the denial gate must see what they did). Set in Go, not in YAML.
+	Barrier bool `yaml:"-"`
 
 	// command: exit status and an optional stdout match.
 	Command string  `yaml:"command"`
