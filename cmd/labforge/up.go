@@ -202,58 +202,21 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	return up, nil
 }
 
-// warmState finds the image's warm state (checked, as a printed step),
-// or makes it when there never was one (the first up of an image; made
-// says so). With none to use it says why in one line; only Ctrl-C is an
-// error.
-func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (snap *instance.Snapshot, why string, made bool, err error) {
-	if res.Record.SHA256 == "" {
-		return nil, "the image's record has no sha256 to key a warm state by", false, nil
-	}
-	m := warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.Record.SHA256, Accel: accel,
-		MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
-	inputs, err := warm.Inputs(ctx, conn, m)
-	if err != nil {
-		return nil, err.Error(), false, nil
-	}
-	var findErr error
-	_ = p.timed("warm state", func() (string, error) {
-		snap, _, findErr = warm.Find(m, inputs, time.Now())
-		if findErr != nil {
-			return "none to use", nil
-		}
-		return snap.ID + ", sha256 checked", nil
-	})
-	if findErr == nil {
-		return snap, "", false, nil
-	}
-	if !errors.Is(findErr, warm.ErrNone) {
-		return nil, findErr.Error(), false, nil
-	}
+// warmState is warm.Ensure for the spec's image, its steps printed.
+func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (*instance.Snapshot, string, bool, error) {
 	var suite *verify.Suite
 	if spec.VerifyPath() != "" {
+		var err error
 		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
 			return nil, "", false, err
 		}
 		addDenialCheck(suite, spec)
 	}
-	err = p.phased("make the warm state (once for this image: boot, verify, save)", func(phase func(string)) (string, error) {
-		var err error
-		snap, err = warm.Make(ctx, conn, warm.MakeOptions{Machine: m, Inputs: inputs,
-			SpecPath: filepath.Join(spec.Dir, filepath.Base(spec.Path)), User: spec.User, Suite: suite,
-			BootTimeout: bootTimeout, Step: phase})
-		if err != nil {
-			return "", err
-		}
-		return snap.ID, nil
-	})
-	if ctx.Err() != nil {
-		return nil, "", false, ctx.Err()
-	}
-	if err != nil {
-		return nil, err.Error(), false, nil
-	}
-	return snap, "", true, nil
+	return warm.Ensure(ctx, conn, warm.MakeOptions{
+		Machine: warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.Record.SHA256, Accel: accel,
+			MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)},
+		SpecPath: filepath.Join(spec.Dir, filepath.Base(spec.Path)), User: spec.User, Suite: suite, BootTimeout: bootTimeout,
+	}, p.phased)
 }
 
 // checkSSHPort fails before any build when the port asked for is taken.

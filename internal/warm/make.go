@@ -240,3 +240,48 @@ func hypervisorDir(dir string) error {
 	}
 	return os.Chmod(dir, 0o750)
 }
+
+// Steps shows long work as named steps: fn runs as the step, telling its
+// phases as they start; what it returns is the step's note.
+type Steps func(step string, fn func(phase func(string)) (string, error)) error
+
+// Ensure is what `up` and `class create` do first: the image's warm state,
+// checked, or made now when there never was one (made says so). With
+// none to use it says why in one line; only Ctrl-C is an error.
+func Ensure(ctx context.Context, c *virt.Conn, o MakeOptions, steps Steps) (snap *instance.Snapshot, why string, made bool, err error) {
+	if o.ImageSum == "" {
+		return nil, "the image's record has no sha256 to key a warm state by", false, nil
+	}
+	if o.Inputs, err = Inputs(ctx, c, o.Machine); err != nil {
+		return nil, err.Error(), false, nil
+	}
+	var findErr error
+	_ = steps("warm state", func(func(string)) (string, error) {
+		snap, _, findErr = Find(o.Machine, o.Inputs, time.Now())
+		if findErr != nil {
+			return "none to use", nil
+		}
+		return snap.ID + ", sha256 checked", nil
+	})
+	if findErr == nil {
+		return snap, "", false, nil
+	}
+	if !errors.Is(findErr, ErrNone) {
+		return nil, findErr.Error(), false, nil
+	}
+	err = steps("make the warm state (once for this image: boot, verify, save)", func(phase func(string)) (string, error) {
+		o.Step = phase
+		var err error
+		if snap, err = Make(ctx, c, o); err != nil {
+			return "", err
+		}
+		return snap.ID, nil
+	})
+	if ctx.Err() != nil {
+		return nil, "", false, ctx.Err()
+	}
+	if err != nil {
+		return nil, err.Error(), false, nil
+	}
+	return snap, "", true, nil
+}
