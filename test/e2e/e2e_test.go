@@ -192,6 +192,13 @@ func TestLabHost(t *testing.T) {
 		t.Logf("FIGURE guest systemd-analyze: %s", strings.TrimSpace(strings.SplitN(a.stdout, "\n", 2)[0]))
 	})
 
+	t.Run("verify leaves nothing on the guest", func(t *testing.T) {
+		r := mustLabforge(t, "ssh", "-n", name, "--", "sudo find /tmp /var/tmp -maxdepth 1 -name '.labforge-*'")
+		if strings.TrimSpace(r.stdout) != "" {
+			t.Fatalf("verify's batches left %q", r.stdout)
+		}
+	})
+
 	t.Run("disk boots with firmware only", func(t *testing.T) {
 		x := virsh(t, "dumpxml", dom)
 		if strings.Contains(x, "<kernel>") || strings.Contains(x, "<initrd>") {
