@@ -350,7 +350,26 @@ func (b *peerBench) packerTemplate(spec *images.Spec, base string) (string, erro
 	return path, os.WriteFile(path, data, 0o644)
 }
 
-var sshReadyRE = regexp.MustCompile(`SSH-ready in ([0-9hms.]+)`)
+// resultNumber reads a number from the result event that ends a labforge
+// command's --progress-json output.
+func resultNumber(out, key string) (float64, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var e progressEvent
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &e); err != nil || e.Event != "result" {
+		return 0, fmt.Errorf("no result event at the end of its output")
+	}
+	v, ok := e.Result[key].(float64)
+	if !ok {
+		return 0, fmt.Errorf("its result has no %s", key)
+	}
+	return v, nil
+}
+
+// resultSeconds is resultNumber for a time in seconds.
+func resultSeconds(out, key string) (time.Duration, error) {
+	v, err := resultNumber(out, key)
+	return time.Duration(v * float64(time.Second)), err
+}
 
 // boot: labforge up against vagrant up of the same image, each guest's own
 // boot time beside it; measure 3 runs on the labforge guest before it goes
@@ -359,15 +378,14 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	const name = "bench-peers"
 	b.labforge(ctx, "labforge-up.log", "down", name) //nolint:errcheck // nothing to stop is fine
 	defer b.labforge(context.WithoutCancel(ctx), "labforge-up.log", "down", name)
-	took, out, err := b.labforge(ctx, "labforge-up.log", "up", b.spec, "-n", name, "--no-verify")
+	// From cold, as Vagrant boots; the restored host comes after.
+	_, out, err := b.labforge(ctx, "labforge-up.log", "up", b.spec, "-n", name, "--no-verify", "--cold", "--progress-json")
 	if err != nil {
 		return err
 	}
-	ready := took
-	if m := sshReadyRE.FindStringSubmatch(out); m != nil {
-		if d, err := time.ParseDuration(m[1]); err == nil {
-			ready = d
-		}
+	ready, err := resultSeconds(out, "sshReadySeconds")
+	if err != nil {
+		return fmt.Errorf("up: %w (log %s)", err, filepath.Join(b.dir, "labforge-up.log"))
 	}
 	_, ourGuest, err := b.labforge(ctx, "labforge-up.log", "ssh", "-n", name, "--", "systemctl is-system-running --wait >/dev/null; systemd-analyze")
 	if err != nil {
@@ -384,6 +402,18 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 		return err
 	}
 	b.add(fmt.Sprintf("%d checks on a running host", b.checks), fmtDur(batch), fmtDur(peerV), "ssh host cmd, one per check", batch.Seconds()/peerV.Seconds())
+	if _, _, err := b.labforge(ctx, "labforge-up.log", "down", name); err != nil {
+		return err
+	}
+	// Restored from the image's warm state (made now, untimed, if it has none).
+	_, out, err = b.labforge(ctx, "labforge-up.log", "up", b.spec, "-n", name, "--no-verify", "--progress-json")
+	if err != nil {
+		return err
+	}
+	readyWarm, err := resultSeconds(out, "sshReadySeconds")
+	if err != nil {
+		return fmt.Errorf("up: %w (log %s)", err, filepath.Join(b.dir, "labforge-up.log"))
+	}
 	// Vagrant boots with no other guest running.
 	if _, _, err := b.labforge(ctx, "labforge-up.log", "down", name); err != nil {
 		return err
@@ -422,6 +452,7 @@ end
 		return err
 	}
 	b.add("boot to SSH-ready", fmtDur(ready), fmtDur(peer), "vagrant up (vagrant-libvirt, "+vagrantDriver()+")", ready.Seconds()/peer.Seconds())
+	b.add("  restored from the warm state, own identity", fmtDur(readyWarm), fmtDur(peer), "vagrant up (vagrant-libvirt, "+vagrantDriver()+")", readyWarm.Seconds()/peer.Seconds())
 	og, pg := guestBoot(ourGuest), guestBoot(peerGuest)
 	b.add("  the guest's own boot (systemd-analyze)", og, pg, "the same image under Vagrant", spanRatio(og, pg))
 	if _, _, err := b.exec(ctx, "vagrant.log", env, "vagrant", "destroy", "-f"); err != nil {
@@ -482,7 +513,6 @@ func guestBoot(out string) string {
 	return "?"
 }
 
-var clonesRE = regexp.MustCompile(`clones take (.+) in all on top of the (.+) golden image`)
 
 // class: N linked clones booted by labforge against N full copies of the
 // golden image (made, not booted: the copy is the cost that differs).
@@ -491,13 +521,17 @@ func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
 	b.labforge(ctx, "labforge-class.log", "class", "destroy", name) //nolint:errcheck
 	defer b.labforge(context.WithoutCancel(ctx), "labforge-class.log", "class", "destroy", name)
 	n := fmt.Sprint(b.students)
-	took, out, err := b.labforge(ctx, "labforge-class.log", "class", "create", name, "--spec", b.spec, "--students", n, "--parallel", n, "--boot-timeout", "45m")
+	_, out, err := b.labforge(ctx, "labforge-class.log", "class", "create", name, "--spec", b.spec, "--students", n, "--parallel", n, "--boot-timeout", "45m", "--progress-json")
 	if err != nil {
 		return err
 	}
-	m := clonesRE.FindStringSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("class create printed no disk figure (log %s)", filepath.Join(b.dir, "labforge-class.log"))
+	took, err := resultSeconds(out, "seconds")
+	if err != nil {
+		return fmt.Errorf("class create: %w (log %s)", err, filepath.Join(b.dir, "labforge-class.log"))
+	}
+	clones, err := resultNumber(out, "cloneBytes")
+	if err != nil {
+		return fmt.Errorf("class create: %w (log %s)", err, filepath.Join(b.dir, "labforge-class.log"))
 	}
 	golden, err := builder.Build(ctx, spec, builder.Options{CacheDir: paths.Cache()})
 	if err != nil {
@@ -518,7 +552,7 @@ func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
 		total += fsx.Allocated(dst)
 	}
 	copyTook := time.Since(t0)
-	b.add(fmt.Sprintf("class of %d: disk of the clones", b.students), m[1], humanBytes(total), "full copies (qemu-img convert)", 0)
+	b.add(fmt.Sprintf("class of %d: disk of the clones", b.students), humanBytes(int64(clones)), humanBytes(total), "full copies (qemu-img convert)", 0)
 	b.add(fmt.Sprintf("class of %d: creation", b.students), fmtDur(took)+" (booted)", fmtDur(copyTook)+" (copies only, not booted)", "full copies (qemu-img convert)", 0)
 	return nil
 }

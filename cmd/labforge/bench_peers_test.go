@@ -44,3 +44,22 @@ func TestRewriteLastStep(t *testing.T) {
 		t.Fatalf("steps after the rewrite: %+v", spec.Provision)
 	}
 }
+
+// The bench reads labforge's own machine-readable result, not its prose.
+func TestResultNumber(t *testing.T) {
+	out := `{"time":"2026-12-04T00:00:00Z","step":"boot","event":"done","seconds":7.2}
+{"time":"2026-12-04T00:00:01Z","step":"result","event":"result","result":{"sshReadySeconds":7.25,"cloneBytes":10485760}}
+`
+	if d, err := resultSeconds(out, "sshReadySeconds"); err != nil || d.Seconds() != 7.25 {
+		t.Fatalf("sshReadySeconds = %v, %v", d, err)
+	}
+	if n, err := resultNumber(out, "cloneBytes"); err != nil || n != 10485760 {
+		t.Fatalf("cloneBytes = %v, %v", n, err)
+	}
+	if _, err := resultNumber(out, "nope"); err == nil {
+		t.Fatal("a missing key read as a number")
+	}
+	if _, err := resultNumber("==> boot\n    boot ok in 7.2s\n", "sshReadySeconds"); err == nil {
+		t.Fatal("prose read as a result")
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,9 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 			if results == nil && err != nil || cmd.Context().Err() != nil {
 				return err
 			}
+			if progressJSON {
+				return classResult(out, c, res, results, took)
+			}
 			for _, u := range uploads {
 				if u.Skipped {
 					fmt.Fprintf(out, "golden image %s already on %s\n", u.Volume, virt.Label(u.Host))
@@ -121,6 +125,27 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
+// classResult ends class create's --progress-json output: what was made.
+func classResult(out io.Writer, c *class.Class, res *builder.Result, results []class.HostResult, took time.Duration) error {
+	var disk int64
+	failed, restored := 0, 0
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			failed++
+		case r.Instance.Restored != "":
+			restored++
+		}
+		disk += max(r.DiskBytes, 0)
+	}
+	_ = newStepPrinter(out, false).result(map[string]any{"class": c.Name, "students": len(results), "failed": failed,
+		"restored": restored, "seconds": took.Seconds(), "cloneBytes": disk, "imageBytes": res.Record.ImageBytes})
+	if failed > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
 // hostsThisMachine says whether some of a class's hosts run here, where
 // warm states are restored.
 func hostsThisMachine(hosts []string) bool {
@@ -138,7 +163,7 @@ func classWarmState(ctx context.Context, spec *images.Spec, res *builder.Result,
 	snap, why, _, err := warmState(ctx, conn, spec, res, accel, bootTimeout, p)
 	if err != nil || snap == nil {
 		if why != "" {
-			p.printf("==> cold boots: %s\n", why)
+			p.note("cold boots: %s", why)
 		}
 		return "", err
 	}

@@ -49,7 +49,7 @@ const heartbeat = 10 * time.Second
 type progressEvent struct {
 	Time    time.Time `json:"time"`
 	Step    string    `json:"step"`
-	Event   string    `json:"event"` // start, running, done, failed
+	Event   string    `json:"event"` // start, running, done, failed, note, result
 	Seconds float64   `json:"seconds,omitempty"`
 	Note    string    `json:"note,omitempty"`
 	Error   string    `json:"error,omitempty"`
@@ -68,6 +68,17 @@ func (p *stepPrinter) printf(format string, args ...any) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	fmt.Fprintf(p.w, format, args...)
+}
+
+// note says one thing that is not a step (which accelerator, why a boot
+// is cold): a line in text, an event in JSON.
+func (p *stepPrinter) note(format string, args ...any) {
+	switch {
+	case p.json:
+		p.emit(progressEvent{Step: "note", Event: "note", Note: fmt.Sprintf(format, args...)})
+	case !p.quiet:
+		p.printf("==> "+format+"\n", args...)
+	}
 }
 
 func (p *stepPrinter) emit(e progressEvent) {

@@ -22,8 +22,12 @@ func (r *reportFlags) register(cmd *cobra.Command) {
 }
 
 func (r *reportFlags) write(out io.Writer, rep *verify.Report) error {
-	if err := r.writeOne(out, rep); err != nil {
-		return err
+	// With --progress-json stdout stays JSON lines: the command's result
+	// event carries the counts, --junit the rest.
+	if !progressJSON {
+		if err := r.writeOne(out, rep); err != nil {
+			return err
+		}
 	}
 	return r.writeJUnit(rep)
 }

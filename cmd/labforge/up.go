@@ -71,6 +71,18 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 	}
 	defer up.client.Close()
 	inst, rep := up.inst, up.rep
+	if progressJSON {
+		r := map[string]any{"name": inst.Name, "domain": inst.Domain, "sshPort": inst.SSHPort,
+			"sshReadySeconds": up.bootTime.Seconds(), "seconds": time.Since(up.bootStart).Seconds(), "restored": inst.Restored}
+		if rep != nil {
+			r["checks"], r["failed"] = len(rep.Results), rep.Failed()
+		}
+		_ = newStepPrinter(out, false).result(r)
+		if rep != nil && rep.Err() != nil {
+			return exitError(1)
+		}
+		return nil
+	}
 	if rep != nil && rep.Err() != nil {
 		fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", inst.Name, rep.Err())
 		fmt.Fprintf(out, "the instance is still up for inspection: labforge ssh -n %s, then labforge down %s\n", inst.Name, inst.Name)
@@ -125,9 +137,7 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	}
 	defer conn.Close()
 	accel, why := virt.ProbeAccel(ctx, paths.State())
-	if !g.quiet {
-		fmt.Fprintf(out, "==> accelerator %s: %s\n", accel, why)
-	}
+	p.note("accelerator %s: %s", accel, why)
 	// A host's time counts from here: checking its warm state is part of
 	// it, making one (once per image) is not.
 	t0 := time.Now()
@@ -141,8 +151,8 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 		if made {
 			t0 = time.Now()
 		}
-		if snap == nil && !g.quiet {
-			fmt.Fprintf(out, "==> cold boot: %s\n", why)
+		if snap == nil {
+			p.note("cold boot: %s", why)
 		}
 	}
 	var inst *instance.Instance
