@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"flag"
 	"fmt"
@@ -454,9 +455,16 @@ func TestInterruptedUp(t *testing.T) {
 		cmd.Wait()
 		// The killed up left a running domain and a record that never
 		// became ready: the next up cleans both and boots afresh.
-		up := mustLabforge(t, "up", baseSpec, "--name", name, "--no-verify")
-		if !strings.Contains(up.stdout, "is up") {
-			t.Fatalf("up after kill -9:\n%s", up.stdout)
+		// --progress-json: JSON lines only, ending with what was made.
+		up := mustLabforge(t, "up", baseSpec, "--name", name, "--no-verify", "--progress-json")
+		lines := strings.Split(strings.TrimSpace(up.stdout), "\n")
+		for _, l := range lines {
+			if !json.Valid([]byte(l)) {
+				t.Fatalf("up --progress-json printed a line that is not JSON: %q", l)
+			}
+		}
+		if last := lines[len(lines)-1]; !strings.Contains(last, `"event":"result"`) || !strings.Contains(last, `"restored":"debian-base-`) {
+			t.Fatalf("up after kill -9 did not end with a restored host's result:\n%s", up.stdout)
 		}
 		mustLabforge(t, "down", name)
 		if strings.Contains(domains(t), dom) {
