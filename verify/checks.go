@@ -20,6 +20,13 @@ type probe struct {
 	eval func(Result) (bool, string)
 }
 
+// ShellCommand is the command the check runs on the host (for tools that
+// time the same work run another way).
+func (c *Check) ShellCommand() (string, error) {
+	p, err := c.probe()
+	return p.cmd, err
+}
+
 func (c *Check) probe() (probe, error) {
 	if err := c.validateFields(); err != nil {
 		return probe{}, fmt.Errorf("invalid check: %s: %s", err.field, err.msg)

@@ -397,7 +397,11 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	if err != nil {
 		return err
 	}
-	batch, _, peerV, err := measureVerify(ctx, inst, b.checks, filepath.Join(b.dir, "ssh-loop.log"))
+	suite, err := benchSuite(b.checks)
+	if err != nil {
+		return err
+	}
+	batch, _, peerV, err := measureVerify(ctx, inst, suite, filepath.Join(b.dir, "ssh-loop.log"))
 	if err != nil {
 		return err
 	}
