@@ -23,9 +23,11 @@ type Streamer interface {
 // host: one session, one shell, no round trip per check. Each check still
 // runs in its own sh, in suite order (a check marked concurrent starts in
 // the background and is waited for at the round's end), under its own
-// timeout, with its output in a private directory that the script
-// removes; the script frames each check's exit code, time and output
-// (base64) on its stdout.
+// timeout; the script frames each check's exit code, time and output
+// (base64) on its stdout, keeping them meanwhile in a private directory
+// that it removes. A check's own stdout and stderr are pipes, as when it
+// runs alone: a confined program (semodule runs as semanage_t) may write
+// to a pipe it inherits, not to a file in /tmp.
 //
 // Checks that fail and may retry go into a later round, after their
 // interval: only the checks still failing are run again.
@@ -230,12 +232,11 @@ trap 'exit 129' HUP INT TERM
 c() {
 	printf '%s' "$3" | base64 -d > "$d/$1.c"
 	s=$(date +%s%N)
-	timeout -k 5 "$2" sh "$d/$1.c" > "$d/$1.o" 2> "$d/$1.e" < /dev/null
-	r=$?
+	{ { timeout -k 5 "$2" sh "$d/$1.c" < /dev/null 2>&3 3>&-; echo $? > "$d/$1.r"; } | base64 -w0 > "$d/$1.o"; } 3>&1 | base64 -w0 > "$d/$1.e"
 	n=$(( $(date +%s%N) - s ))
-	printf '\n` + marker + ` %s %s %s\n' "$1" "$r" "$n"
-	base64 -w0 < "$d/$1.o"; printf '\n'
-	base64 -w0 < "$d/$1.e"; printf '\n'
+	printf '\n` + marker + ` %s %s %s\n' "$1" "$(cat "$d/$1.r")" "$n"
+	cat "$d/$1.o"; printf '\n'
+	cat "$d/$1.e"; printf '\n'
 }
 `
 }
