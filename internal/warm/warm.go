@@ -180,7 +180,7 @@ var ErrNone = errors.New("no warm state")
 func Find(m Machine, inputs map[string]string, now time.Time) (*instance.Snapshot, *Meta, error) {
 	dir := current(m.Spec, Key(inputs))
 	if dir == "" {
-		return nil, nil, mismatch(m.Spec, inputs)
+		return nil, nil, mismatch(m, inputs)
 	}
 	meta, err := readMeta(dir)
 	if err != nil {
@@ -229,15 +229,23 @@ func check(dir string, meta *Meta, now time.Time) error {
 	return nil
 }
 
-// mismatch explains why no state of spec matches inputs: ErrNone, or the
-// first input that differs from a state of the same image made on this
-// host before (that state can never be restored here again, and is
-// removed). States of other images are theirs, pruned with them.
-func mismatch(spec string, inputs map[string]string) error {
-	dirs, _ := filepath.Glob(filepath.Join(Root(), spec+"-*"))
+// mismatch explains why no state of m's spec matches inputs: ErrNone, or
+// the first input that differs from a state of the same image made on
+// this host before (that state can never be restored here again, and is
+// removed). A state made from an earlier build at the image's path (a
+// forced rebuild writes new bytes there) is removed too; states of other
+// images are theirs, pruned with them.
+func mismatch(m Machine, inputs map[string]string) error {
+	dirs, _ := filepath.Glob(filepath.Join(Root(), m.Spec+"-*"))
 	for _, d := range dirs {
 		meta, err := readMeta(d)
-		if err != nil || meta.Spec != spec || meta.Inputs["image"] != inputs["image"] {
+		if err != nil || meta.Spec != m.Spec {
+			continue
+		}
+		if meta.Inputs["image"] != inputs["image"] {
+			if meta.Image == m.Image {
+				removeState(d)
+			}
 			continue
 		}
 		names := make([]string, 0, len(inputs))

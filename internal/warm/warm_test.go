@@ -114,16 +114,25 @@ func TestKeyStable(t *testing.T) {
 	}
 }
 
-// A new image's first host makes its own state; the old image's stays.
+// A new image's first host makes its own state; the old image's stays,
+// unless the new image was written over the old one's file (a forced
+// rebuild of the same spec key).
 func TestNewImageIsNone(t *testing.T) {
 	t.Setenv("LABFORGE_CACHE", t.TempDir())
 	t.Setenv("LABFORGE_STATE", t.TempDir())
-	m := Machine{Spec: "lab"}
-	old := fakeState(t, m, map[string]string{"image": "old", "qemu": "1"}, time.Time{})
+	m := Machine{Spec: "lab", Image: "/cache/images/lab-aaaa.qcow2"}
+	other := fakeState(t, Machine{Spec: "lab", Image: "/cache/images/lab-bbbb.qcow2"}, map[string]string{"image": "old", "qemu": "1"}, time.Time{})
 	if _, _, err := Find(m, map[string]string{"image": "new", "qemu": "1"}, time.Now()); !errors.Is(err, ErrNone) {
 		t.Fatalf("new image: %v, want ErrNone", err)
 	}
-	if _, err := os.Stat(old); err != nil {
-		t.Fatal("the old image's state was removed")
+	if _, err := os.Stat(other); err != nil {
+		t.Fatal("another image's state was removed")
+	}
+	overwritten := fakeState(t, m, map[string]string{"image": "before", "qemu": "1"}, time.Time{})
+	if _, _, err := Find(m, map[string]string{"image": "after", "qemu": "1"}, time.Now()); !errors.Is(err, ErrNone) {
+		t.Fatalf("rebuilt image: %v, want ErrNone", err)
+	}
+	if _, err := os.Stat(overwritten); !os.IsNotExist(err) {
+		t.Fatal("the state of the bytes a forced rebuild replaced stays")
 	}
 }
