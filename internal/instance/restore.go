@@ -115,12 +115,18 @@ func Restore(ctx context.Context, c *virt.Conn, o RestoreOptions) (inst *Instanc
 			return err
 		}
 		os.Remove(clone)
-		if err := virt.WriteSaveClone(ctx, o.From.Save, img, xml, clone); err != nil {
-			return fmt.Errorf("restore file: %w", err)
+		// A FIFO, not a copy: libvirt reads the state's memory through it
+		// once, and nothing of it is written again.
+		done, err := virt.ServeSaveClone(ctx, o.From.Save, img, xml, clone)
+		if err != nil {
+			return err
 		}
-		// The file holds the saved guest's memory: gone once read.
-		defer os.Remove(clone)
-		return c.Restore(clone, xml)
+		rerr := c.Restore(clone, xml)
+		// QEMU stops reading at the stream's end marker, before the
+		// description QEMU appends: the writer's error matters only when
+		// the restore failed too, and then the restore's says more.
+		_ = done()
+		return rerr
 	}
 	if _, err := startOnPort(o.SSHPort, c.FreePort, start, func() error { return c.Remove(dom) }); err != nil {
 		return nil, nil, err

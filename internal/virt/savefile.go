@@ -10,6 +10,8 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -112,49 +114,6 @@ func (img *SaveImage) header() []byte {
 	return append(hdr, data...)
 }
 
-// WriteSaveClone writes to dst a save file with xml as its domain and the
-// memory stream of the save file src (whose header is img). dst is 0600:
-// it holds the guest's memory.
-func WriteSaveClone(ctx context.Context, src string, img *SaveImage, xml, dst string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-	clone := *img
-	clone.XML = xml
-	if _, err := out.Write(clone.header()); err != nil {
-		return err
-	}
-	if _, err := in.Seek(img.StreamOffset, io.SeekStart); err != nil {
-		return err
-	}
-	// Between two files io.CopyN is copy_file_range: the kernel copies,
-	// in chunks so that Ctrl-C is heard.
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, err := io.CopyN(out, in, 64<<20); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-	}
-}
-
 // CloneSpec is what a restored guest changes of the saved one's domain.
 type CloneSpec struct {
 	Name, UUID, Description string
@@ -236,4 +195,89 @@ func (c *Conn) Restore(path, xml string) error {
 		return fmt.Errorf("define the restored domain: %w", err)
 	}
 	return nil
+}
+
+// ServeSaveClone makes dst a FIFO through which the save file of a clone
+// (xml as its domain, then src's memory stream) flows to whoever opens it:
+// libvirt reads a save file front to back, so a restore needs no copy of
+// the state's memory on disk. It returns at once; done, called once the
+// restore is over (whatever its outcome), stops the writer if nobody
+// read, waits for it, and removes dst. Its error is the writer's.
+func ServeSaveClone(ctx context.Context, src string, img *SaveImage, xml, dst string) (done func() error, err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := in.Seek(img.StreamOffset, io.SeekStart); err != nil {
+		in.Close()
+		return nil, err
+	}
+	if err := syscall.Mkfifo(dst, 0o600); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("restore fifo: %w", err)
+	}
+	clone := *img
+	clone.XML = xml
+	stop := make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		defer in.Close()
+		result <- serve(ctx, stop, dst, clone.header(), in)
+	}()
+	return func() error {
+		close(stop)
+		err := <-result
+		os.Remove(dst)
+		return err
+	}, nil
+}
+
+// serve waits for a reader of the FIFO at path (until stop), then writes
+// header and the rest of in to it, stopping early when ctx ends.
+func serve(ctx context.Context, stop <-chan struct{}, path string, header []byte, in io.Reader) error {
+	var fd int
+	for {
+		var err error
+		fd, err = syscall.Open(path, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ENXIO) { // ENXIO: no reader yet
+			return fmt.Errorf("restore fifo: %w", err)
+		}
+		select {
+		case <-stop:
+			return nil // the restore ended without reading: its error says why
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return err
+	}
+	out := os.NewFile(uintptr(fd), path)
+	defer out.Close()
+	if _, err := out.Write(header); err != nil {
+		return err
+	}
+	buf := make([]byte, 4<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err // the reader sees the stream end early and fails
+		}
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			if _, err := out.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"libvirt.org/go/libvirtxml"
 )
@@ -26,36 +27,14 @@ func TestSaveCloneKeepsStream(t *testing.T) {
 	if got.XML != img.XML || got.Cookie != img.Cookie || !got.WasRunning || got.StreamOffset != int64(len(img.header())) {
 		t.Fatalf("read back %+v", got)
 	}
-	dst := filepath.Join(dir, "clone.sav")
-	clone := "<domain>a clone with a longer XML than the golden's</domain>"
-	if err := WriteSaveClone(context.Background(), src, got, clone, dst); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ReadSaveImage(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.XML != clone || c.Cookie != img.Cookie {
-		t.Fatalf("clone header %+v", c)
-	}
-	data, _ := os.ReadFile(dst)
-	if !bytes.Equal(data[c.StreamOffset:], stream) {
-		t.Fatal("clone's memory stream differs from the golden's")
-	}
-	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("clone file mode %v, want 0600", fi.Mode().Perm())
-	}
-	// An existing file is not overwritten, and a partial one not left.
-	if err := WriteSaveClone(context.Background(), src, got, clone, dst); err == nil {
-		t.Fatal("overwrote an existing clone file")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := WriteSaveClone(ctx, src, got, clone, filepath.Join(dir, "c2.sav")); err == nil {
-		t.Fatal("a cancelled copy succeeded")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "c2.sav")); !os.IsNotExist(err) {
-		t.Fatal("a cancelled copy left its file")
+	// A longer XML than the golden's: the data length follows it.
+	clone := *got
+	clone.XML = "<domain>a clone with a longer XML than the golden's</domain>"
+	p := filepath.Join(dir, "clone.sav")
+	os.WriteFile(p, append(clone.header(), stream...), 0o600)
+	c, err := ReadSaveImage(p)
+	if err != nil || c.XML != clone.XML || c.Cookie != img.Cookie || c.StreamOffset != int64(len(clone.header())) {
+		t.Fatalf("clone header %+v, %v", c, err)
 	}
 }
 
@@ -103,5 +82,54 @@ func TestCloneXML(t *testing.T) {
 	}
 	if _, err := CloneXML("<domain type='kvm'><name>x</name></domain>", CloneSpec{}); err == nil {
 		t.Fatal("a foreign domain was cloned")
+	}
+}
+
+// A clone's save file can flow through a FIFO: the reader gets the new
+// header and the golden's stream; with no reader, done does not hang.
+func TestServeSaveClone(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "golden.sav")
+	img := &SaveImage{XML: "<domain>golden</domain>", Cookie: "<cookie/>", WasRunning: true}
+	stream := bytes.Repeat([]byte("QEVM-stream-"), 1<<20)
+	os.WriteFile(src, append(img.header(), stream...), 0o600)
+	got, _ := ReadSaveImage(src)
+	fifo := filepath.Join(dir, "clone.sav")
+	done, err := ServeSaveClone(context.Background(), src, got, "<domain>clone</domain>", fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 || st.Mode().Perm() != 0o600 {
+		t.Fatalf("fifo: %v %v", st, err)
+	}
+	data, err := os.ReadFile(fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done(); err != nil {
+		t.Fatal(err)
+	}
+	clone := *got
+	clone.XML = "<domain>clone</domain>"
+	if !bytes.Equal(data, append(clone.header(), stream...)) {
+		t.Fatal("the FIFO did not carry the clone's header and the golden's stream")
+	}
+	if _, err := os.Stat(fifo); !os.IsNotExist(err) {
+		t.Fatal("the FIFO stays after done")
+	}
+	// Nobody reads (the restore failed before opening it).
+	done, err = ServeSaveClone(context.Background(), src, got, "<domain>clone</domain>", fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := make(chan error, 1)
+	go func() { finished <- done() }()
+	select {
+	case err := <-finished:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("done hung with no reader")
 	}
 }
