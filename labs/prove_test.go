@@ -50,7 +50,7 @@ func (h *proveHost) Put(ctx context.Context, dst string, data []byte, mode os.Fi
 func proveExercise() *Exercise {
 	one := 0
 	return &Exercise{ID: "t-prove", Setup: "echo SETUP", Solution: "echo SOLVE", Reset: "echo RESET",
-		Checks: []verify.Check{{Name: "solved", Type: verify.TypeCommand, Command: "echo IS-DONE", Hint: "solve it", Retries: &one}},
+		Checks:        []verify.Check{{Name: "solved", Type: verify.TypeCommand, Command: "echo IS-DONE", Hint: "solve it", Retries: &one}},
 		WrongAttempts: []WrongAttempt{{Name: "do nothing", Script: "echo MISTAKE", Fails: "solved", Hint: "solve"}}}
 }
 

@@ -517,7 +517,6 @@ func guestBoot(out string) string {
 	return "?"
 }
 
-
 // class: N linked clones booted by labforge against N full copies of the
 // golden image (made, not booted: the copy is the cost that differs).
 func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
