@@ -82,6 +82,15 @@ func flock(path string, how int, wait bool) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
+// CopyFile copies a small file (an NVRAM store, a key) to dst with mode.
+func CopyFile(src, dst string, mode os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, mode)
+}
+
 // Allocated is the space a (sparse) file really takes on the host, or -1.
 func Allocated(path string) int64 {
 	var st syscall.Stat_t

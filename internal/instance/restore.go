@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/internal/virt"
@@ -57,7 +58,7 @@ func Restore(ctx context.Context, c *virt.Conn, o RestoreOptions) (inst *Instanc
 	}
 	defer unlock()
 	dir := Dir(o.Name)
-	if err := privateDir(dir, virt.HypervisorGID(virt.QEMUConf)); err != nil {
+	if err := PrivateDir(dir); err != nil {
 		return nil, nil, err
 	}
 	defer func() {
@@ -94,7 +95,7 @@ func Restore(ctx context.Context, c *virt.Conn, o RestoreOptions) (inst *Instanc
 	if err := os.Chmod(overlay, 0o600); err != nil {
 		return nil, nil, err
 	}
-	if err := copyFile(o.From.NVRAM, nvram, 0o600); err != nil {
+	if err := fsx.CopyFile(o.From.NVRAM, nvram, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("nvram: %w", err)
 	}
 	img, err := virt.ReadSaveImage(o.From.Save)
@@ -147,12 +148,7 @@ func Restore(ctx context.Context, c *virt.Conn, o RestoreOptions) (inst *Instanc
 	if client, err = WaitSSH(ctx, c, inst, timeout); err != nil {
 		return nil, nil, fmt.Errorf("%s after its new identity: %w", dom, err)
 	}
-	if err := inst.writeSSHFiles(); err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	inst.Ready = true
-	if err := inst.save(); err != nil {
+	if err := inst.ready(); err != nil {
 		client.Close()
 		return nil, nil, err
 	}
@@ -171,14 +167,6 @@ func savedConfig(inst *Instance, s Snapshot) (sshx.Config, error) {
 		return sshx.Config{}, fmt.Errorf("warm state %s: host key: %w", s.ID, err)
 	}
 	return sshx.Config{Addr: fmt.Sprintf("127.0.0.1:%d", inst.SSHPort), User: s.User, Signer: signer, HostKey: hk}, nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, data, mode)
 }
 
 func randomHex(n int) string {

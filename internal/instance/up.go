@@ -52,7 +52,7 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 		return nil, nil, fmt.Errorf("instance %s: no golden volume on %s", o.Name, c.Target().Label())
 	}
 	dir := Dir(o.Name)
-	if err := privateDir(dir, virt.HypervisorGID(virt.QEMUConf)); err != nil {
+	if err := PrivateDir(dir); err != nil {
 		return nil, nil, err
 	}
 	defer func() {
@@ -125,16 +125,21 @@ func Up(ctx context.Context, c *virt.Conn, o UpOptions) (inst *Instance, client 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := inst.writeSSHFiles(); err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	inst.Ready = true
-	if err := inst.save(); err != nil {
+	if err := inst.ready(); err != nil {
 		client.Close()
 		return nil, nil, err
 	}
 	return inst, client, nil
+}
+
+// ready records a guest that answered on SSH: the files for the system
+// ssh client, then the record that says it came up.
+func (i *Instance) ready() error {
+	if err := i.writeSSHFiles(); err != nil {
+		return err
+	}
+	i.Ready = true
+	return i.save()
 }
 
 // claim takes name for a new instance: it holds the instance's lock
@@ -200,6 +205,10 @@ func localDisks(ctx context.Context, o UpOptions, seed string, inst *Instance, m
 	m.Disk, m.Seed, m.Firmware, m.NVRAM, m.Console = overlay, seed, fw, filepath.Join(inst.dir, "nvram.fd"), inst.ConsolePath()
 	return nil
 }
+
+// PrivateDir makes dir (an instance's, a warm state's) readable by root
+// and the hypervisor's group only, as privateDir does with QEMU's group.
+func PrivateDir(dir string) error { return privateDir(dir, virt.HypervisorGID(virt.QEMUConf)) }
 
 // privateDir makes an instance's directory readable by root and the
 // hypervisor's group only (gid, or no group at all when -1: QEMU then

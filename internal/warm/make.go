@@ -78,8 +78,9 @@ func Make(ctx context.Context, c *virt.Conn, o MakeOptions) (snap *instance.Snap
 		return nil, err
 	}
 	defer os.RemoveAll(work) // renamed away on success
-	// QEMU (as its own user) opens the disk through this directory.
-	if err := hypervisorDir(work); err != nil {
+	// The state holds the saved host's secrets; QEMU (as its own user)
+	// opens the disk through this directory.
+	if err := instance.PrivateDir(work); err != nil {
 		return nil, err
 	}
 	times := map[string]string{}
@@ -130,10 +131,10 @@ func Make(ctx context.Context, c *virt.Conn, o MakeOptions) (snap *instance.Snap
 	if err := c.Save(inst.Domain, filepath.Join(work, saveFile)); err != nil {
 		return nil, fmt.Errorf("warm state: %w", err)
 	}
-	if err := copyFile(filepath.Join(inst.Dir(), "nvram.fd"), filepath.Join(work, nvramFile)); err != nil {
+	if err := fsx.CopyFile(filepath.Join(inst.Dir(), "nvram.fd"), filepath.Join(work, nvramFile), 0o600); err != nil {
 		return nil, err
 	}
-	if err := copyFile(inst.KeyPath(), filepath.Join(work, keyFile)); err != nil {
+	if err := fsx.CopyFile(inst.KeyPath(), filepath.Join(work, keyFile), 0o600); err != nil {
 		return nil, err
 	}
 	lap("save")
@@ -209,36 +210,12 @@ done`)
 	return first, nil
 }
 
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(dst, data, 0o600)
-}
-
 func writeMeta(dir string, m *Meta) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, metaFile), data, 0o600)
-}
-
-// hypervisorDir opens dir to root and the hypervisor's group only: the
-// state holds the saved host's secrets, and QEMU must reach the disk.
-func hypervisorDir(dir string) error {
-	if os.Geteuid() != 0 {
-		return os.Chmod(dir, 0o700)
-	}
-	gid := virt.HypervisorGID(virt.QEMUConf)
-	if gid < 0 {
-		return os.Chmod(dir, 0o711)
-	}
-	if err := os.Chown(dir, 0, gid); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o750)
 }
 
 // Steps shows long work as named steps: fn runs as the step, telling its
