@@ -17,23 +17,11 @@ type Local struct {
 
 // Run runs cmd with the shell; a non-zero exit is a result, not an error.
 func (l Local) Run(ctx context.Context, cmd string) (Result, error) {
-	shell := l.Shell
-	if shell == "" {
-		shell = "sh"
-	}
-	c := exec.CommandContext(ctx, shell, "-c", cmd)
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	c.WaitDelay = time.Second // background children (setsid -f) may hold the pipes
-	err := c.Run()
-	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		return res, ctx.Err()
-	case errors.As(err, &exit):
-		res.ExitCode = exit.ExitCode()
-		return res, nil
+	var stdout bytes.Buffer
+	code, stderr, err := l.Stream(ctx, cmd, &stdout)
+	res := Result{Stdout: stdout.String(), Stderr: stderr}
+	if err == nil {
+		res.ExitCode = code
 	}
 	return res, err
 }
@@ -47,7 +35,7 @@ func (l Local) Stream(ctx context.Context, cmd string, stdout io.Writer) (int, s
 	c := exec.CommandContext(ctx, shell, "-c", cmd)
 	var stderr bytes.Buffer
 	c.Stdout, c.Stderr = stdout, &stderr
-	c.WaitDelay = time.Second
+	c.WaitDelay = time.Second // background children (setsid -f) may hold the pipes
 	err := c.Run()
 	var exit *exec.ExitError
 	switch {

@@ -164,16 +164,21 @@ func (p *stepPrinter) Done(step string, d time.Duration, note string, err error)
 	p.printf("    %s %s in %s%s\n", step, status, d.Round(100*time.Millisecond), note)
 }
 
+// setDetail makes the heartbeats of step say what detail returns.
+func (p *stepPrinter) setDetail(step string, detail func() string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.detail == nil {
+		p.detail = map[string]func() string{}
+	}
+	p.detail[step] = detail
+}
+
 // counted runs fn as a printed step whose heartbeats say how many of n
 // items are done; fn calls the func it is given as each one finishes.
 func (p *stepPrinter) counted(step, unit string, n int, fn func(done func()) (string, error)) error {
 	var k atomic.Int64
-	p.mu.Lock()
-	if p.detail == nil {
-		p.detail = map[string]func() string{}
-	}
-	p.detail[step] = func() string { return fmt.Sprintf("%d of %d %s", k.Load(), n, unit) }
-	p.mu.Unlock()
+	p.setDetail(step, func() string { return fmt.Sprintf("%d of %d %s", k.Load(), n, unit) })
 	return p.timed(step, func() (string, error) { return fn(func() { k.Add(1) }) })
 }
 
@@ -191,11 +196,6 @@ func (p *stepPrinter) timed(step string, fn func() (string, error)) error {
 func (p *stepPrinter) phased(step string, fn func(phase func(string)) (string, error)) error {
 	var cur atomic.Value
 	cur.Store("")
-	p.mu.Lock()
-	if p.detail == nil {
-		p.detail = map[string]func() string{}
-	}
-	p.detail[step] = func() string { return cur.Load().(string) }
-	p.mu.Unlock()
+	p.setDetail(step, func() string { return cur.Load().(string) })
 	return p.timed(step, func() (string, error) { return fn(func(s string) { cur.Store(s) }) })
 }

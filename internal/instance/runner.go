@@ -3,8 +3,6 @@ package instance
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -21,9 +19,12 @@ import (
 // without a password.
 type RootRunner struct{ Client *sshx.Client }
 
+// asRoot is cmd run by a root shell through sudo.
+func asRoot(cmd string) string { return "sudo -n sh -c " + runx.Quote(cmd) }
+
 // Run runs cmd through sudo.
 func (r RootRunner) Run(ctx context.Context, cmd string) (verify.Result, error) {
-	res, err := r.Client.Run(ctx, "sudo -n sh -c "+runx.Quote(cmd))
+	res, err := r.Client.Run(ctx, asRoot(cmd))
 	return verify.Result{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, err
 }
 
@@ -31,16 +32,14 @@ func (r RootRunner) Run(ctx context.Context, cmd string) (verify.Result, error) 
 // (verify's batches report each check as it finishes).
 func (r RootRunner) Stream(ctx context.Context, cmd string, stdout io.Writer) (int, string, error) {
 	var stderr bytes.Buffer
-	code, err := r.Client.Stream(ctx, "sudo -n sh -c "+runx.Quote(cmd), nil, stdout, &stderr)
+	code, err := r.Client.Stream(ctx, asRoot(cmd), nil, stdout, &stderr)
 	return code, stderr.String(), err
 }
 
 // Put copies data to a private temporary file as the login user (SFTP
 // cannot sudo), then installs it as root.
 func (h RootRunner) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := "/tmp/.labforge-put-" + hex.EncodeToString(rnd[:])
+	tmp := "/tmp/.labforge-put-" + randomHex(8)
 	if err := h.Client.Write(ctx, bytes.NewReader(data), tmp, 0o600); err != nil {
 		return err
 	}
