@@ -160,7 +160,7 @@ func classWarmState(ctx context.Context, spec *images.Spec, res *builder.Result,
 		return "", err
 	}
 	defer conn.Close()
-	snap, why, _, err := warmState(ctx, conn, spec, res, accel, bootTimeout, p)
+	snap, why, _, err := warmState(ctx, conn, spec, nil, res, accel, bootTimeout, p)
 	if err != nil || snap == nil {
 		if why != "" {
 			p.note("cold boots: %s", why)

@@ -119,12 +119,11 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 		return nil, err
 	}
 	var suite *verify.Suite
-	if spec.VerifyPath() != "" && !f.noVerify {
+	if !f.noVerify {
 		var err error
-		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
+		if suite, err = specSuite(spec); err != nil {
 			return nil, err
 		}
-		addDenialCheck(suite, spec)
 	}
 	res, err := buildImage(ctx, spec, f.build, g.quiet, out)
 	if err != nil {
@@ -145,7 +144,7 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	if !f.cold && !conn.Remote() {
 		var why string
 		var made bool
-		if snap, why, made, err = warmState(ctx, conn, spec, res, accel, f.bootTimeout, p); err != nil {
+		if snap, why, made, err = warmState(ctx, conn, spec, suite, res, accel, f.bootTimeout, p); err != nil {
 			return nil, err
 		}
 		if made {
@@ -212,15 +211,15 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	return up, nil
 }
 
-// warmState is warm.Ensure for the spec's image, its steps printed.
-func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (*instance.Snapshot, string, bool, error) {
-	var suite *verify.Suite
-	if spec.VerifyPath() != "" {
+// warmState is warm.Ensure for the spec's image, its steps printed. The
+// saved host must pass the spec's suite: suite when the caller loaded it,
+// else loaded here (up --no-verify, class create).
+func warmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, suite *verify.Suite, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (*instance.Snapshot, string, bool, error) {
+	if suite == nil {
 		var err error
-		if suite, err = verify.Load(spec.VerifyPath()); err != nil {
+		if suite, err = specSuite(spec); err != nil {
 			return nil, "", false, err
 		}
-		addDenialCheck(suite, spec)
 	}
 	return warm.Ensure(ctx, conn, warm.MakeOptions{
 		Machine: warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.Record.SHA256, Accel: accel,
@@ -244,6 +243,20 @@ func checkSSHPort(name string, port int) error {
 		return nil
 	}
 	return err
+}
+
+// specSuite is the spec's verify suite with its denial gate, nil when the
+// spec has none.
+func specSuite(spec *images.Spec) (*verify.Suite, error) {
+	if spec.VerifyPath() == "" {
+		return nil, nil
+	}
+	suite, err := verify.Load(spec.VerifyPath())
+	if err != nil {
+		return nil, err
+	}
+	addDenialCheck(suite, spec)
+	return suite, nil
 }
 
 // addDenialCheck ends the suite with the SELinux denial gate: on an

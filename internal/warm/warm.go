@@ -124,8 +124,11 @@ func qemuVersion(ctx context.Context, c *virt.Conn) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("qemu version: %w", err)
 	}
-	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000), nil
+	return dotted(v), nil
 }
+
+// dotted renders libvirt's version numbers (major*1e6 + minor*1e3 + micro).
+func dotted(v uint64) string { return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000) }
 
 // libvirtVersion is the package's version where dpkg or rpm knows it
 // (a distribution's fix changes it), else the library's.
@@ -139,7 +142,7 @@ func libvirtVersion(ctx context.Context, c *virt.Conn) string {
 	if err != nil {
 		return "unknown"
 	}
-	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000)
+	return dotted(v)
 }
 
 // Key names the state for inputs.
