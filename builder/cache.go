@@ -83,15 +83,15 @@ func CacheList(cacheDir string) ([]CacheEntry, error) {
 	return out, nil
 }
 
-// leftoverGlobs are the temporary names that builds, exports, uploads and
+// LeftoverGlobs are the temporary names that builds, exports, uploads and
 // image checks use in the cache, relative to it.
-var leftoverGlobs = []string{".work-*", "warm/.work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*", "images/*.tmp", "layers/*.tmp"}
+var LeftoverGlobs = []string{".work-*", "warm/.work-*", ".tree-*", ".box-*", "upload-*", "rootfs/.tmp-*", "bin/.build-*", "images/.*.tmp-*", "layers/.*.tmp-*", "images/*.tmp", "layers/*.tmp"}
 
 // leftovers lists what killed labforge runs left in the cache. Only
 // meaningful while the cache lock is held exclusively.
 func leftovers(cacheDir string) []CacheEntry {
 	var out []CacheEntry
-	for _, g := range leftoverGlobs {
+	for _, g := range LeftoverGlobs {
 		m, _ := filepath.Glob(filepath.Join(cacheDir, g))
 		for _, p := range m {
 			st, err := os.Lstat(p)

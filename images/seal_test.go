@@ -14,7 +14,7 @@ import (
 // this machine against a small fake tree (its absolute paths moved there),
 // once clean and once with the leftover it must catch.
 func TestSealChecksCatchLeftovers(t *testing.T) {
-	suite, err := verify.Load("seal.verify.yaml")
+	suite, err := SealSuite()
 	if err != nil {
 		t.Fatal(err)
 	}

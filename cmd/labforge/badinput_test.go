@@ -3,10 +3,13 @@ package main
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/labforge/labforge/builder"
 )
 
 // Each bad input stops labforge with one line that says what and where.
@@ -25,6 +28,25 @@ func TestBadInputs(t *testing.T) {
 	if err := os.Symlink("/etc/shadow", filepath.Join(dir, "leak")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "y.te"), []byte("module y 1.0;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "y.fc")); err != nil {
+		t.Fatal(err)
+	}
+	// Disk images that would make qemu-img read host files.
+	backed, dataFile := filepath.Join(dir, "backed.qcow2"), filepath.Join(dir, "data-file.qcow2")
+	for _, args := range [][]string{
+		{"create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F", "raw", backed, "1M"},
+		{"create", "-q", "-f", "qcow2", "-o", "data_file=" + filepath.Join(dir, "data.raw"), dataFile, "1M"},
+	} {
+		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v: %s", args, err, out)
+		}
+	}
+	badRecord := write("bad-record.json", "{\"os\": ")
+	goodRecord := write("record.json", "{}")
+	newDist := filepath.Join(dir, "dist")
 	// A port this test holds, for `up --ssh-port`.
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,6 +95,14 @@ func TestBadInputs(t *testing.T) {
 		{"step file is a link out of the spec's directory", nil, []string{"build", write("x.yaml", "name: x\nbase: debian-12\nprovision:\n  - name: s\n    run: cat leak\n    files: [leak]\n")}, `x.yaml:6: provision[0].files[0]: "leak" is a link that leaves the spec's directory (to /etc/shadow)`},
 		{"step name that is a path", nil, []string{"build", write("y.yaml", "name: y\nbase: debian-12\nprovision:\n  - name: ../../y\n    run: true\n")}, `y.yaml:4: provision[0].name: "../../y": letters, digits`},
 		{"hypervisor URI that injects ssh_config", noLibvirt, []string{"class", "create", "c", "--students", "1", "--hosts", "qemu+ssh://h/system?keyfile=/k%0AProxyCommand%20sh"}, "keyfile may not hold spaces or control characters"},
+		{"zero boot timeout", noLibvirt, []string{"up", "--boot-timeout", "0"}, "--boot-timeout 0s: must be more than zero"},
+		{"negative parallel", noLibvirt, []string{"class", "create", "c", "--students", "2", "--parallel", "-1"}, "--parallel -1: must be at least 1"},
+		{"verify suite is a link out of the spec's directory", nil, []string{"build", write("z.yaml", "name: z\nbase: debian-12\nverify: leak\n")}, `z.yaml:3: verify: "leak" is a link that leaves the spec's directory (to /etc/shadow)`},
+		{"policy file context is a link out", nil, []string{"build", write("fc.yaml", "name: fc\nbase: debian-12\npolicyModules: [y.te]\n")}, `fc.yaml:3: policyModules[0]: "y.fc" is a link that leaves the spec's directory (to /etc/passwd)`},
+		{"image verify of a qcow2 backed by a host file", nil, []string{"image", "verify", backed}, backed + ": backed by /etc/shadow, outside labforge's cache"},
+		{"box export of a qcow2 backed by a host file", nil, []string{"box", "export", backed, "-o", filepath.Join(newDist, "b.box")}, backed + ": backed by /etc/shadow, outside labforge's cache"},
+		{"box export of a qcow2 with an external data file", nil, []string{"box", "export", dataFile, "-o", filepath.Join(newDist, "d.box")}, dataFile + ": its data lives in another file"},
+		{"image diff of an unreadable record", nil, []string{"image", "diff", badRecord, goodRecord}, badRecord + ": "},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {
@@ -92,7 +122,11 @@ func TestBadInputs(t *testing.T) {
 				t.Fatalf("error is not one line: %q", msg)
 			}
 			// Nothing left behind: no instance, no work or temporary file.
-			for _, pat := range []string{"state/instances/*/*", "cache/.work-*", "cache/.tree-*", "cache/.box-*", "cache/images/*", "cache/layers/*"} {
+			pats := []string{"state/instances/*/*", "cache/images/*", "cache/layers/*", "cache/warm/*", "dist"}
+			for _, g := range builder.LeftoverGlobs {
+				pats = append(pats, "cache/"+g)
+			}
+			for _, pat := range pats {
 				if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
 					t.Fatalf("left behind: %v", m)
 				}

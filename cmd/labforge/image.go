@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/verify"
 )
@@ -70,7 +71,10 @@ you trust (labforge's builds and exports). The image must be self-contained
 mounted read-only, nosuid and nodev, in a directory only root can enter.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			suite, err := verify.Load(suitePath)
+			suite, err := images.SealSuite()
+			if suitePath != "" {
+				suite, err = verify.Load(suitePath)
+			}
 			if err != nil {
 				return err
 			}
@@ -94,7 +98,7 @@ mounted read-only, nosuid and nodev, in a directory only root can enter.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&suitePath, "suite", "images/seal.verify.yaml", "verify suite to run")
+	cmd.Flags().StringVar(&suitePath, "suite", "", "verify suite to run (default: the built-in seal suite, images/seal.verify.yaml)")
 	report.register(cmd)
 	return cmd
 }
