@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/labforge/labforge/internal/fsx"
+	"github.com/labforge/labforge/internal/instance"
 )
 
 // lockBuild makes builds of one spec exclusive and clears what an earlier,
@@ -41,7 +42,7 @@ func lockBuild(ctx context.Context, cacheDir, name string, waiting func(lock str
 }
 
 // BuildGuestPrefix starts the instance name of every build guest.
-const BuildGuestPrefix = "build-"
+const BuildGuestPrefix = instance.BuildGuestPrefix
 
 // Building says whether a labforge is building the spec called name now.
 func Building(cacheDir, name string) bool {

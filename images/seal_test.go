@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labforge/labforge/verify"
+	"github.com/labforge/labforge/images"
 )
 
 // The seal suite's checks catch what a build can leave: each is run on
 // this machine against a small fake tree (its absolute paths moved there),
 // once clean and once with the leftover it must catch.
 func TestSealChecksCatchLeftovers(t *testing.T) {
-	suite, err := SealSuite()
+	suite, err := images.SealSuite()
 	if err != nil {
 		t.Fatal(err)
 	}

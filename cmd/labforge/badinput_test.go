@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/labforge/labforge/builder"
+	"github.com/labforge/labforge/internal/fsx"
 )
 
 // Each bad input stops labforge with one line that says what and where.
@@ -47,6 +48,15 @@ func TestBadInputs(t *testing.T) {
 	badRecord := write("bad-record.json", "{\"os\": ")
 	goodRecord := write("record.json", "{}")
 	newDist := filepath.Join(dir, "dist")
+	// A build of spec "held" runs (its lock is taken): its guest is its own.
+	if err := os.MkdirAll(filepath.Join(dir, "cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := fsx.Lock(filepath.Join(dir, "cache", ".build-held.lock"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	// A port this test holds, for `up --ssh-port`.
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -103,6 +113,9 @@ func TestBadInputs(t *testing.T) {
 		{"box export of a qcow2 backed by a host file", nil, []string{"box", "export", backed, "-o", filepath.Join(newDist, "b.box")}, backed + ": backed by /etc/shadow, outside labforge's cache"},
 		{"box export of a qcow2 with an external data file", nil, []string{"box", "export", dataFile, "-o", filepath.Join(newDist, "d.box")}, dataFile + ": its data lives in another file"},
 		{"image diff of an unreadable record", nil, []string{"image", "diff", badRecord, goodRecord}, badRecord + ": "},
+		{"a class its students would share build guests' names with", noLibvirt, []string{"class", "create", "build", "--students", "1"}, `class name "build": names starting with "build-" are labforge's build guests`},
+		{"down of a running build's guest", noLibvirt, []string{"down", "build-held"}, "build-held: held by the build of held that runs it"},
+		{"stop of a running build's guest", noLibvirt, []string{"stop", "build-held"}, "build-held: held by the build of held that runs it"},
 		{"missing spec", nil, []string{"build", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 	}
 	for _, c := range cases {

@@ -37,6 +37,9 @@ func newDownCmd() *cobra.Command {
 				if err := instance.ValidName(n); err != nil {
 					return err
 				}
+				if err := heldByRun(n); err != nil {
+					return err
+				}
 			}
 			conn, err := virt.Connect(cmd.Context(), true)
 			if err != nil {
@@ -47,15 +50,9 @@ func newDownCmd() *cobra.Command {
 				if names, err = allInstances(conn); err != nil {
 					return err
 				}
-				// A running build's guest is the build's: it removes it.
 				names = slices.DeleteFunc(names, func(n string) bool {
-					spec, ok := strings.CutPrefix(n, builder.BuildGuestPrefix)
-					if ok && builder.Building(paths.Cache(), spec) {
-						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to the build of %s that runs it\n", n, spec)
-						return true
-					}
-					if warm.Making(n) {
-						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to the labforge making a warm state from it\n", n)
+					if err := heldByRun(n); err != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to %s\n", n, strings.TrimPrefix(err.Error(), n+": held by "))
 						return true
 					}
 					return false
@@ -74,6 +71,18 @@ func newDownCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every instance, and any labforge domain without one")
 	return cmd
+}
+
+// heldByRun refuses a guest that another labforge runs and removes when it
+// is done: a running build's guest, or one a warm state is being made from.
+func heldByRun(name string) error {
+	if spec, ok := strings.CutPrefix(name, builder.BuildGuestPrefix); ok && builder.Building(paths.Cache(), spec) {
+		return fmt.Errorf("%s: held by the build of %s that runs it (it goes when the build ends)", name, spec)
+	}
+	if warm.Making(name) {
+		return fmt.Errorf("%s: held by the labforge making a warm state from it (it goes when that is done)", name)
+	}
+	return nil
 }
 
 // allInstances is every instance record plus every labforge domain,
@@ -143,6 +152,9 @@ func newStopCmd() *cobra.Command {
 // once its record is found, and prints what fn says of it.
 func onInstance(cmd *cobra.Command, args []string, fn func(context.Context, *virt.Conn, string) (string, error)) error {
 	name := argOr(args, "default")
+	if err := heldByRun(name); err != nil {
+		return err
+	}
 	if _, err := instance.Load(name); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -110,10 +109,8 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	if err := instance.ValidName(f.name); err != nil {
 		return nil, err
 	}
-	for prefix, what := range map[string]string{builder.BuildGuestPrefix: "build guests", warm.GoldenPrefix: "guests that warm states are made from"} {
-		if strings.HasPrefix(f.name, prefix) {
-			return nil, fmt.Errorf("instance name %q: names starting with %q are labforge's %s", f.name, prefix, what)
-		}
+	if err := instance.Reserved(f.name); err != nil {
+		return nil, err
 	}
 	if err := checkSSHPort(f.name, f.sshPort); err != nil {
 		return nil, err

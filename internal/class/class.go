@@ -57,6 +57,9 @@ func ValidName(name string) error {
 	if err := instance.ValidName(name); err != nil {
 		return err
 	}
+	if err := instance.Reserved(name); err != nil {
+		return fmt.Errorf("class %w", err)
+	}
 	if err := instance.ValidName(StudentName(name, 99)); err != nil {
 		return fmt.Errorf("class name %q is too long: its students' hosts (%s) must be valid instance names (at most 41 characters)", name, StudentName(name, 99))
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -61,6 +62,24 @@ var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
 func ValidName(name string) error {
 	if !nameRe.MatchString(name) {
 		return fmt.Errorf("invalid instance name %q: use lower-case letters, digits and dashes", name)
+	}
+	return nil
+}
+
+// Names that start with these prefixes are labforge's own guests: a
+// build's (build-SPEC) and the one a warm state is made from (warm-KEY).
+const (
+	BuildGuestPrefix = "build-"
+	GoldenPrefix     = "warm-"
+)
+
+// Reserved refuses a name (of a host, or a class whose students' hosts
+// start with it) that labforge's own guests would share.
+func Reserved(name string) error {
+	for _, p := range []struct{ prefix, what string }{{BuildGuestPrefix, "build guests"}, {GoldenPrefix, "guests that warm states are made from"}} {
+		if strings.HasPrefix(name+"-", p.prefix) {
+			return fmt.Errorf("name %q: names starting with %q are labforge's %s", name, p.prefix, p.what)
+		}
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ type MakeOptions struct {
 }
 
 // GoldenPrefix starts the instance name of the guest a state is made from.
-const GoldenPrefix = "warm-"
+const GoldenPrefix = instance.GoldenPrefix
 
 func goldenLock(name string) string { return filepath.Join(Root(), "."+name+".lock") }
 
