@@ -113,10 +113,24 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (box 
 	if err != nil {
 		return nil, err
 	}
-	part := out + ".part"
+	// A name of its own beside the box: two exports cannot write into each
+	// other's half-made file, and the rename that publishes it is atomic.
+	pf, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".part-*")
+	if err != nil {
+		return nil, err
+	}
+	part := pf.Name()
+	pf.Close()
 	defer os.Remove(part)
 	if err := writeBoxTar(part, o.Created, append(meta, '\n'), vf, img); err != nil {
 		return nil, fmt.Errorf("box %s: write %s: %w", o.Name, out, err)
+	}
+	// A box is for handing out (CreateTemp made it 0600).
+	if err := os.Chmod(part, 0o644); err != nil {
+		return nil, err
+	}
+	if err := syncFile(part); err != nil {
+		return nil, err
 	}
 	st, err := os.Stat(part)
 	if err != nil {
@@ -127,6 +141,9 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (box 
 		return nil, err
 	}
 	if err := os.Rename(part, out); err != nil {
+		return nil, err
+	}
+	if err := syncFile(filepath.Dir(out)); err != nil {
 		return nil, err
 	}
 	return &Box{Path: out, Bytes: st.Size(), VirtualSize: vsize, ImageBytes: ist.Size()}, nil

@@ -434,6 +434,11 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 		Artifacts: arts.records(), ContainerImages: built,
 	}
 	// The record is written last: an image without one is not finished.
+	// The image reaches the disk before its name does, so a power cut
+	// cannot leave a record beside an image of zeros.
+	if err := syncFile(tmp); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(tmp, img); err != nil {
 		return nil, fmt.Errorf("store image: %w", err)
 	}

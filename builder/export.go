@@ -108,10 +108,15 @@ func writeAtomic(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	// The rename itself reaches the disk with the directory.
+	return syncFile(filepath.Dir(path))
 }
 
-// syncFile flushes a file another program wrote to the disk.
+// syncFile flushes a file another program wrote (or a directory whose
+// entries changed) to the disk.
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
