@@ -116,8 +116,18 @@ func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Wri
 			return "", false, err
 		}
 	}
+	// The tree is renamed whole once its file system has it on disk, so a
+	// tree under its key is complete even after a power cut; that is why
+	// finding it (its os-release) is enough, with no digest of 300 MB read
+	// on every build: only root writes the cache.
+	if err := syncFS(tmp); err != nil {
+		return "", false, err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", false, fmt.Errorf("store root fs in cache: %w", err)
+	}
+	if err := syncFile(filepath.Dir(dir)); err != nil {
+		return "", false, err
 	}
 	return dir, false, nil
 }
