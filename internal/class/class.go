@@ -5,6 +5,7 @@
 package class
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -275,7 +276,7 @@ func (c *Class) up(ctx context.Context, cs *conns, goldens *perHost[Upload], s s
 }
 
 // uploadGolden puts the class image on a remote hypervisor as the volume
-// name (named by the image's sha256), unless a volume of its full size is
+// name (named by the image's sha256), unless one that a finished upload made is
 // there already. An image that is a layer over others is flattened first:
 // the hypervisor needs the whole disk.
 func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upload, error) {
@@ -311,11 +312,21 @@ func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upl
 	if err != nil {
 		return u, err
 	}
+	// The volume is named by the image's sha256 and an upload writes it front
+	// to back (a failed one is deleted), so one of the full size whose last
+	// bytes are the image's was made by an upload that ended: reading the
+	// whole volume back to hash it would cost as much as sending it again.
 	if v != nil && v.Physical == uint64(st.Size()) {
-		u.Skipped, u.Took = true, time.Since(t0)
-		return u, nil
+		same, err := sameTail(conn, name, src, 1<<20)
+		if err != nil {
+			return u, err
+		}
+		if same {
+			u.Skipped, u.Took = true, time.Since(t0)
+			return u, nil
+		}
 	}
-	// A shorter one is what an upload cut short left.
+	// A shorter or different one is what an upload cut short left.
 	if err := conn.DeleteVolume(name); err != nil {
 		return u, err
 	}
@@ -324,6 +335,29 @@ func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upl
 	}
 	u.Took = time.Since(t0)
 	return u, nil
+}
+
+// sameTail says whether the volume called name ends with the same n bytes
+// as the local file.
+func sameTail(conn *virt.Conn, name, file string, n int64) (bool, error) {
+	remote, err := conn.VolumeTail(name, uint64(n))
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	local := make([]byte, min(n, st.Size()))
+	if _, err := f.ReadAt(local, st.Size()-int64(len(local))); err != nil {
+		return false, err
+	}
+	return bytes.Equal(remote, local), nil
 }
 
 // dropGolden deletes the golden volume once no overlay on that hypervisor
