@@ -71,5 +71,10 @@ func UseCache(cacheDir string) (func(), error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, err
 	}
+	// Layers below the seal hold what the build guest had (its host keys,
+	// whatever a step wrote): root's and the hypervisor's only.
+	if err := instance.PrivateDir(filepath.Join(cacheDir, "layers")); err != nil {
+		return nil, err
+	}
 	return fsx.LockShared(cacheLock(cacheDir), true)
 }

@@ -128,11 +128,16 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 			}
 		}
 		// libvirt makes snapshot files 0600 and hands them to its QEMU
-		// user; a finished layer is shared, read-only history.
-		if err := os.Chmod(l.Path, 0o644); err != nil {
+		// user; a finished layer is read-only history that later builds'
+		// guests (QEMU's group) read too, and nobody else.
+		if err := os.Chmod(l.Path, 0o640); err != nil {
 			return err
 		}
-		if err := os.Chown(l.Path, os.Getuid(), os.Getgid()); err != nil {
+		gid := virt.HypervisorGID(virt.QEMUConf)
+		if gid < 0 {
+			gid = os.Getgid()
+		}
+		if err := os.Chown(l.Path, os.Getuid(), gid); err != nil {
 			return err
 		}
 		if err := writeLayerMeta(l, parentKey, time.Since(t0)); err != nil {

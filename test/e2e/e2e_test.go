@@ -226,6 +226,7 @@ func TestLabHost(t *testing.T) {
 	t.Run("the guest reaches nothing of the hypervisor", func(t *testing.T) { guestReachesNoHost(t, name) })
 
 	t.Run("instance files are root's and the hypervisor's only", func(t *testing.T) { instanceFilesPrivate(t, name) })
+	t.Run("cache files with a guest's secrets are root's and the hypervisor's only", cacheFilesPrivate)
 
 	t.Run("verify fails on a wrong guest", func(t *testing.T) {
 		mustLabforge(t, "ssh", "-n", name, "--", "sudo", "setenforce", "0")

@@ -82,12 +82,36 @@ func instanceFilesPrivate(t *testing.T, name string) {
 		if st.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s is mode %v, want no access for group or others", p, st.Mode().Perm())
 		}
-		// nobody, as a local user with no group of the hypervisor's.
-		out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "head", "-c1", p).CombinedOutput()
-		if err == nil {
-			t.Errorf("user nobody read %s", p)
-		} else if !strings.Contains(string(out), "Permission denied") {
-			t.Errorf("nobody reading %s: %v %s (want Permission denied)", p, err, out)
+		nobodyCannotRead(t, p)
+	}
+}
+
+// cacheFilesPrivate: what in the cache holds a guest's secrets (layers
+// below the seal, warm states, build logs) is no other local user's.
+func cacheFilesPrivate(t *testing.T) {
+	t.Helper()
+	n := 0
+	for _, g := range []string{"layers/*.qcow2", "warm/*/*", "builds/*/build.log"} {
+		m, _ := filepath.Glob(filepath.Join(cacheDir(), g))
+		for _, p := range m {
+			nobodyCannotRead(t, p)
+			n++
 		}
+	}
+	if n == 0 {
+		t.Fatalf("no layer, warm state or build log in %s", cacheDir())
+	}
+	t.Logf("%d files of the cache read by nobody: none", n)
+}
+
+// nobodyCannotRead: user nobody, a local user with no group of the
+// hypervisor's, gets "Permission denied" reading p.
+func nobodyCannotRead(t *testing.T, p string) {
+	t.Helper()
+	out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "head", "-c1", p).CombinedOutput()
+	if err == nil {
+		t.Errorf("user nobody read %s", p)
+	} else if !strings.Contains(string(out), "Permission denied") {
+		t.Errorf("nobody reading %s: %v %s (want Permission denied)", p, err, out)
 	}
 }
