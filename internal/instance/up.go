@@ -168,6 +168,9 @@ func claim(c *virt.Conn, name string, port int) (_ func(), err error) {
 		if c.Running(existing.Domain) {
 			return nil, fmt.Errorf("instance %q is already up (ssh port %d); run `labforge down %s` first", name, existing.SSHPort, name)
 		}
+		if c.Paused(existing.Domain) {
+			return nil, fmt.Errorf("instance %q exists and is paused; `labforge start %s` resumes it, `labforge down %s` removes it", name, name, name)
+		}
 		return nil, fmt.Errorf("instance %q exists and is stopped; `labforge start %s` boots it again with its disk, `labforge down %s` removes it", name, name, name)
 	}
 	// Anything left by an earlier run that was killed goes first.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -213,13 +214,21 @@ func (c *Conn) Exists(name string) bool {
 }
 
 // Running says whether the domain called name is running.
-func (c *Conn) Running(name string) bool {
+func (c *Conn) Running(name string) bool { return c.inState(name, libvirt.DomainRunning) }
+
+// Paused says whether the domain called name exists and is paused (virsh
+// suspend, or libvirt pausing it when its disk filled up).
+func (c *Conn) Paused(name string) bool {
+	return c.inState(name, libvirt.DomainPaused, libvirt.DomainPmsuspended)
+}
+
+func (c *Conn) inState(name string, states ...libvirt.DomainState) bool {
 	dom, err := c.DomainLookupByName(name)
 	if err != nil {
 		return false
 	}
 	state, _, err := c.DomainGetState(dom, 0)
-	return err == nil && libvirt.DomainState(state) == libvirt.DomainRunning
+	return err == nil && slices.Contains(states, libvirt.DomainState(state))
 }
 
 // List names the defined domains whose names start with prefix.

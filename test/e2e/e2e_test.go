@@ -333,6 +333,19 @@ func TestLabHost(t *testing.T) {
 		if out := mustLabforge(t, "ssh", "-n", name, "--", "cat ~/work.txt").stdout; strings.TrimSpace(out) != "my-work" {
 			t.Fatalf("the student's file after stop and start: %q", out)
 		}
+		// Paused (virsh suspend, or libvirt pausing it on a full disk): up
+		// refuses and touches nothing, start resumes it where it was.
+		virsh(t, "suspend", dom)
+		if r := labforge(t, "up", baseSpec, "--name", name); r.code == 0 || !strings.Contains(r.stderr, "exists and is paused") {
+			t.Fatalf("up over a paused instance: exit %d: %s", r.code, r.stderr)
+		}
+		mustLabforge(t, "start", name)
+		if st := strings.TrimSpace(virsh(t, "domstate", dom)); st != "running" {
+			t.Fatalf("after start of a paused host the domain is %q", st)
+		}
+		if out := mustLabforge(t, "ssh", "-n", name, "--", "cat ~/work.txt").stdout; strings.TrimSpace(out) != "my-work" {
+			t.Fatalf("the student's file after pause and start: %q", out)
+		}
 		// A poweroff from inside the guest is the same: nothing is removed.
 		labforge(t, "ssh", "-n", name, "--", "sudo systemctl poweroff")
 		deadline := time.Now().Add(3 * time.Minute)
@@ -357,6 +370,50 @@ func TestLabHost(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join("/var/lib/labforge/instances", name)); !os.IsNotExist(err) {
 		t.Fatalf("instance directory left after down: %v", err)
+	}
+}
+
+// interruptAt runs up of the base spec as name, sends SIGINT a second
+// after the step that starts with prefix begins, and checks that up
+// fails and leaves no domain and no instance directory.
+func interruptAt(t *testing.T, name, prefix string, args ...string) {
+	t.Helper()
+	dom := "labforge-" + name
+	cmd := exec.Command(bin, append([]string{"up", baseSpec, "--name", name}, args...)...)
+	cmd.Dir = root
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), prefix) {
+			time.Sleep(time.Second)
+			cmd.Process.Signal(syscall.SIGINT)
+			break
+		}
+	}
+	copied := make(chan struct{})
+	go func() { io.Copy(&log, pr); close(copied) }()
+	err := cmd.Wait()
+	pw.Close()
+	<-copied
+	t.Logf("up after SIGINT at %q: %v\n%s", prefix, err, log.String())
+	if err == nil {
+		t.Fatal("up exited 0 after SIGINT")
+	}
+	if !strings.Contains(log.String(), prefix) {
+		t.Fatalf("up never reached %q", prefix)
+	}
+	if strings.Contains(domains(t), dom) {
+		labforge(t, "down", name)
+		t.Fatalf("domain %s left after Ctrl-C", dom)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir(), "instances", name)); !os.IsNotExist(err) {
+		t.Fatalf("instance directory left after Ctrl-C: %v", err)
 	}
 }
 
@@ -401,40 +458,11 @@ func TestInterruptedUp(t *testing.T) {
 	}
 
 	t.Run("Ctrl-C during a restore", func(t *testing.T) {
-		cmd := exec.Command(bin, "up", baseSpec, "--name", name, "--no-verify")
-		cmd.Dir = root
-		pr, pw := io.Pipe()
-		cmd.Stdout, cmd.Stderr = pw, pw
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		var log strings.Builder
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if strings.HasPrefix(sc.Text(), "==> restore to SSH-ready") {
-				// The clone's memory is being written and restored now.
-				time.Sleep(time.Second)
-				cmd.Process.Signal(syscall.SIGINT)
-				break
-			}
-		}
-		copied := make(chan struct{})
-		go func() { io.Copy(&log, pr); close(copied) }()
-		err := cmd.Wait()
-		pw.Close()
-		<-copied
-		t.Logf("up after SIGINT during the restore: %v\n%s", err, log.String())
-		if err == nil {
-			t.Fatal("up exited 0 after SIGINT")
-		}
-		if strings.Contains(domains(t), dom) {
-			labforge(t, "down", name)
-			t.Fatalf("domain %s left after Ctrl-C", dom)
-		}
-		if _, err := os.Stat(filepath.Join(stateDir(), "instances", name)); !os.IsNotExist(err) {
-			t.Fatalf("instance directory left after Ctrl-C: %v", err)
-		}
+		// The clone's memory is being written and restored now.
+		interruptAt(t, name, "==> restore to SSH-ready", "--no-verify")
+	})
+	t.Run("Ctrl-C during verify", func(t *testing.T) {
+		interruptAt(t, name, "==> verify")
 	})
 
 	t.Run("kill -9 during up, then up again", func(t *testing.T) {
