@@ -167,6 +167,16 @@ func TestLabHost(t *testing.T) {
 	ex := mustLabforge(t, "image", "export", baseSpec, "-o", tmp)
 	t.Logf("export: %s\n%s", ex.took.Round(time.Second), ex.stdout)
 	mustLabforge(t, "image", "verify", filepath.Join(tmp, "debian-base.qcow2"))
+	t.Run("the image's and its box's file systems are clean", func(t *testing.T) {
+		fileSystemsClean(t, filepath.Join(tmp, "debian-base.qcow2"))
+		// The box's disk had the vagrant account written into it (debugfs).
+		box := filepath.Join(tmp, "debian-base.box")
+		mustLabforge(t, "box", "export", baseSpec, "-o", box)
+		if out, err := exec.Command("tar", "-xf", box, "-C", tmp, "box.img").CombinedOutput(); err != nil {
+			t.Fatalf("tar -xf %s box.img: %v: %s", box, err, out)
+		}
+		fileSystemsClean(t, filepath.Join(tmp, "box.img"))
+	})
 
 	upJUnit := filepath.Join(tmp, "up.xml")
 	up := mustLabforge(t, "up", baseSpec, "--name", name, "--junit", upJUnit)
