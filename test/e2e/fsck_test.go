@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -9,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/partition/gpt"
 )
 
 // fileSystemsClean: the ESP and the root file system of the disk image
@@ -22,30 +24,24 @@ func fileSystemsClean(t *testing.T, img string) {
 	if out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", img, raw).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img convert %s: %v: %s", img, err, out)
 	}
-	out, err := exec.Command("sfdisk", "--json", raw).Output()
+	d, err := diskfs.Open(raw, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
-		t.Fatalf("sfdisk --json %s: %v", img, err)
-	}
-	var table struct {
-		PartitionTable struct {
-			SectorSize int64 `json:"sectorsize"`
-			Partitions []struct {
-				Start, Size int64
-				Type        string
-			}
-		} `json:"partitiontable"`
-	}
-	if err := json.Unmarshal(out, &table); err != nil {
 		t.Fatal(err)
 	}
-	sector := table.PartitionTable.SectorSize
-	if sector == 0 {
-		sector = 512
+	pt, err := d.GetPartitionTable()
+	d.Close()
+	if err != nil {
+		t.Fatalf("%s: %v", img, err)
 	}
+	table, ok := pt.(*gpt.Table)
+	if !ok {
+		t.Fatalf("%s: not a GPT disk", img)
+	}
+	sector := int64(table.LogicalSectorSize)
 	var esp, root bool
-	for _, p := range table.PartitionTable.Partitions {
-		switch strings.ToUpper(p.Type) {
-		case "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": // EFI system partition
+	for _, p := range table.Partitions {
+		switch p.Type {
+		case gpt.EFISystemPartition:
 			esp = true
 			in, err := os.Open(raw)
 			if err != nil {
@@ -56,7 +52,7 @@ func fileSystemsClean(t *testing.T, img string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = io.Copy(f, io.NewSectionReader(in, p.Start*sector, p.Size*sector))
+			_, err = io.Copy(f, io.NewSectionReader(in, int64(p.Start)*sector, int64(p.End-p.Start+1)*sector))
 			in.Close()
 			f.Close()
 			if err != nil {
@@ -66,15 +62,15 @@ func fileSystemsClean(t *testing.T, img string) {
 			if err != nil || strings.Contains(string(o), "Invalid") || strings.Contains(string(o), "uninitialized") {
 				t.Errorf("%s: fsck.fat -n on the ESP: %v\n%s", img, err, o)
 			}
-		case "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709": // Linux data, x86-64 root
+		case gpt.LinuxFilesystem, gpt.LinuxRootX86_64:
 			root = true
-			dev := raw + "?offset=" + strconv.FormatInt(p.Start*sector, 10)
+			dev := raw + "?offset=" + strconv.FormatInt(int64(p.Start)*sector, 10)
 			if o, err := exec.Command("e2fsck", "-fn", dev).CombinedOutput(); err != nil {
 				t.Errorf("%s: e2fsck -fn on the root: %v\n%s", img, err, o)
 			}
 		}
 	}
 	if !esp || !root {
-		t.Fatalf("%s: found ESP %v, root %v in %s", img, esp, root, out)
+		t.Fatalf("%s: found ESP %v, root %v", img, esp, root)
 	}
 }
