@@ -30,7 +30,7 @@ import (
 	"github.com/labforge/labforge/verify"
 )
 
-//go:embed README.md all:part1 all:part2 guest
+//go:embed README.md all:part1 all:part2 guest check.sh
 var embedded embed.FS
 
 // Objective is one learning objective of the course.
@@ -322,6 +322,12 @@ func (e *Exercise) validate(lines yamlx.Lines, dirPart int) error {
 		if strings.TrimSpace(c.Hint) == "" {
 			return at(fmt.Sprintf("checks[%d].hint", i), "check %q has no hint: say what the student should look at when it fails", c.Name)
 		}
+		if c.Type != verify.TypeCommand {
+			return at(fmt.Sprintf("checks[%d]", i), "check %q: a course's checks are command checks (they run after check.sh's helpers)", c.Name)
+		}
+		if err := answerLeak(c.Command); err != "" {
+			return at(fmt.Sprintf("checks[%d].command", i), "check %q %s", c.Name, err)
+		}
 	}
 	for i, w := range e.WrongAttempts {
 		p := fmt.Sprintf("wrongAttempts[%d]", i)
@@ -342,6 +348,39 @@ func (e *Exercise) validate(lines yamlx.Lines, dirPart int) error {
 		}
 	}
 	return nil
+}
+
+var (
+	// expectRe finds `expect KEY MODE WANT...` and the variables in WANT.
+	expectRe = regexp.MustCompile(`\bexpect\s+\S+\s+\S+\s+([^|;&\n]*)`)
+	varRe    = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
+	printRe  = regexp.MustCompile(`\b(echo|printf)\b[^|;&\n]*`)
+)
+
+// answerLeak says how a check's command could show the student what it
+// compares their answers with, or "": it must read answers.txt only
+// through check.sh (answer, expect), and print no variable it hands to
+// expect as the wanted value.
+func answerLeak(cmd string) string {
+	if strings.Contains(cmd, "answers.txt") {
+		return "reads answers.txt itself: use answer KEY or expect KEY MODE WANT (check.sh), which never print the wanted value"
+	}
+	wanted := map[string]bool{}
+	for _, m := range expectRe.FindAllStringSubmatch(cmd, -1) {
+		for _, v := range varRe.FindAllStringSubmatch(m[1], -1) {
+			wanted[v[1]] = true
+		}
+	}
+	for _, line := range strings.Split(cmd, "\n") {
+		for _, p := range printRe.FindAllString(line, -1) {
+			for _, v := range varRe.FindAllStringSubmatch(p, -1) {
+				if wanted[v[1]] {
+					return fmt.Sprintf("prints $%s, which it compares the student's answer with: a failing check must not hand out its answer", v[1])
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // mapRow is a row of the objective map: | P1.1 title | `id`, `id` |

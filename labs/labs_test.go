@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -394,4 +395,59 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// expect (check.sh) compares the student's answer with what the host
+// shows in each of its modes, and never prints the wanted value: run with
+// the real sh, against answers.txt files of known content.
+func TestExpectNeverPrintsWant(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		answers, expect string
+		pass            bool
+		says            string
+	}{
+		{"k = v4lue-right\n", "expect k exact v4lue-right", true, "k=v4lue-right: right"},
+		{"k=wrong\n", "expect k exact v4lue-right", false, "k=wrong: not what this host shows"},
+		{"k=old\nk=v4lue-right\n", "expect k exact v4lue-right", true, "right"},
+		{"", "expect k exact v4lue-right", false, "k: no answer yet in ~/labs/t-x/answers.txt"},
+		{"id=0123456789ab\n", "expect id id 0123456789abcdef0123", true, "right"},
+		{"id=0123\n", "expect id id 0123456789abcdef0123", false, "too short"},
+		{"p=/sys/fs/cgroup/a/\n", `expect p path /sys/fs/cgroup/a/b /sys/fs/cgroup/a`, true, "right"},
+		{"s=/run/c.sock\n", "expect s socket unix:///run/c.sock", true, "right"},
+		{"w=net, pid\n", `expect w words " pid net"`, true, "right"},
+		{"w=net\n", `expect w words " pid net"`, false, "not what this host shows"},
+	}
+	for _, c := range cases {
+		if err := os.WriteFile(filepath.Join(dir, "answers.txt"), []byte(c.answers), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		script := "LAB_ID=t-x\nLAB_DIR=" + dir + "\n" + checkSh + "\n" + c.expect
+		out, err := exec.Command("sh", "-c", script).CombinedOutput()
+		if (err == nil) != c.pass || !strings.Contains(string(out), c.says) {
+			t.Errorf("%s with %q: %v %q; want pass %v, saying %q", c.expect, c.answers, err, out, c.pass, c.says)
+		}
+		if !c.pass {
+			for _, w := range []string{"v4lue-right", "0123456789abcdef", "/sys/fs/cgroup/a/b", "unix://", "pid"} {
+				if strings.Contains(c.expect, w) && strings.Contains(string(out), w) && !strings.Contains(c.answers, w) {
+					t.Errorf("%s with %q printed the wanted %q: %q", c.expect, c.answers, w, out)
+				}
+			}
+		}
+	}
+}
+
+// The loader refuses a check that could show its answer.
+func TestAnswerLeak(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"want=$(id -u)\necho \"uid $want\"\nexpect uid exact \"$want\"":                 "prints $want",
+		"cg=$(x)\necho \"in ${cg}\"; expect cgroup path \"$cg\" \"$(dirname \"$cg\")\"": "prints $cg",
+		"got=$(sed -n 's/k=//p' $LAB_DIR/answers.txt)":                                  "reads answers.txt itself",
+		"want=$(id -u)\necho \"uid of the process\"\nexpect uid exact \"$want\"":        "",
+		"ref=$(answer reference)\necho \"reference: $ref\"":                             "",
+	} {
+		if got := answerLeak(cmd); !strings.Contains(got, want) || (want == "") != (got == "") {
+			t.Errorf("answerLeak(%q) = %q, want %q", cmd, got, want)
+		}
+	}
 }

@@ -15,7 +15,8 @@ import (
 // Prove proves one exercise on a host: start, start again (setup must be
 // idempotent), check (must fail: nothing is done yet), optionally each
 // wrong attempt (the check it names must fail, with its hint), solution,
-// check (must pass), and always a reset at the end, whatever failed. Each
+// check (must pass), no answer of the solution shown by the checks that
+// failed before it, and always a reset at the end, whatever failed. Each
 // step is one test case of the returned report; out gets a line a step.
 func Prove(ctx context.Context, out io.Writer, h Host, env Env, e *Exercise, wrong bool) *verify.Report {
 	rep := &verify.Report{Suite: "lab " + e.ID, Started: time.Now()}
@@ -95,8 +96,43 @@ func Prove(ctx context.Context, out io.Writer, h Host, env Env, e *Exercise, wro
 		}
 	}
 	r.Output = tableText(after)
-	add(r)
+	if add(r) {
+		add(noAnswerShown(ctx, h, env, e, before, time.Now()))
+	}
 	return rep
+}
+
+// noAnswerShown passes when no answer of the solution (a value of its
+// answers.txt) was in what the checks printed before the student did
+// anything: a check that shows the value it compares with hands out the
+// answer. Values of fewer than 4 characters, or that the instructions
+// give, prove nothing either way.
+func noAnswerShown(ctx context.Context, h Host, env Env, e *Exercise, before *verify.Report, t0 time.Time) verify.CheckResult {
+	r := verify.CheckResult{Name: "no check shows an answer before it is given", Type: "lab", Attempts: 1, Passed: true}
+	defer func() { r.Duration = time.Since(t0) }()
+	answers, err := env.Attempt(ctx, h, e, "read answers", `cat "$LAB_DIR/answers.txt" 2>/dev/null || true`)
+	if err != nil {
+		r.Passed, r.Message = false, err.Error()
+		return r
+	}
+	n := 0
+	for _, line := range strings.Split(answers, "\n") {
+		key, val, ok := strings.Cut(line, "=")
+		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+		if !ok || len(val) < 4 || strings.Contains(e.Instructions, val) {
+			continue
+		}
+		n++
+		for _, c := range before.Results {
+			if !c.Passed && strings.Contains(c.Message+"\n"+c.Output, val) {
+				r.Passed = false
+				r.Message = fmt.Sprintf("check %q showed the answer to %s before it was given: %s", c.Name, key, c.Message)
+				return r
+			}
+		}
+	}
+	r.Message = fmt.Sprintf("%d answers, none shown by a failing check", n)
+	return r
 }
 
 // proveWrongAttempt starts the exercise afresh, plays the mistake, and passes

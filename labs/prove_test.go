@@ -15,6 +15,7 @@ import (
 // path without a guest.
 type proveHost struct {
 	solved   bool
+	leak     bool   // the check prints the answer while it fails
 	failing  string // a script containing this exits 1
 	ran      []string
 	resetRan int
@@ -38,7 +39,14 @@ func (h *proveHost) Run(ctx context.Context, cmd string) (verify.Result, error) 
 		if h.solved {
 			return verify.Result{Stdout: "ok"}, nil
 		}
+		if h.leak {
+			return verify.Result{ExitCode: 1, Stdout: "want token=s3cr3t-42"}, nil
+		}
 		return verify.Result{ExitCode: 1, Stdout: "not yet"}, nil
+	case strings.Contains(cmd, "answers.txt"):
+		if h.solved {
+			return verify.Result{Stdout: "token = s3cr3t-42\nshort=ab\n"}, nil
+		}
 	}
 	return verify.Result{}, nil
 }
@@ -71,7 +79,8 @@ func TestProveGoodExercise(t *testing.T) {
 	}
 	got := outcome(rep)
 	for _, step := range []string{"start", "start again (setup is idempotent)", "check fails before the solution",
-		"wrong attempt: do nothing", "solution", "check passes after the solution", "reset"} {
+		"wrong attempt: do nothing", "solution", "check passes after the solution",
+		"no check shows an answer before it is given", "reset"} {
 		if !got[step] {
 			t.Errorf("step %q missing or failed: %v", step, got)
 		}
@@ -81,6 +90,21 @@ func TestProveGoodExercise(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "==> t-prove: solution: ok") {
 		t.Fatalf("no line for the solution step:\n%s", out.String())
+	}
+}
+
+// A check that prints the value it compares with, while it fails before
+// the student did anything, fails the proof.
+func TestProveCatchesAnswerShown(t *testing.T) {
+	rep := Prove(context.Background(), &bytes.Buffer{}, &proveHost{leak: true}, Env{}, proveExercise(), false)
+	var msg string
+	for _, r := range rep.Results {
+		if r.Name == "no check shows an answer before it is given" && !r.Passed {
+			msg = r.Message
+		}
+	}
+	if !strings.Contains(msg, `check "solved" showed the answer to token`) {
+		t.Fatalf("the leak went unnoticed: %+v", rep.Results)
 	}
 }
 

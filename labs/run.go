@@ -174,18 +174,37 @@ func lastLines(s string, n int) string {
 
 // prelude is sourced by every script: where the student works, and the
 // helpers the exercises share.
-func (v Env) prelude(e *Exercise) string {
-	return fmt.Sprintf("LAB_ID=%s\nLAB_USER=%s\nLAB_HOME=%s\nLAB_DIR=%s\nexport LAB_ID LAB_USER LAB_HOME LAB_DIR\n%s\n",
-		runx.Quote(e.ID), runx.Quote(v.user()), runx.Quote(v.Home()), runx.Quote(v.Dir(e)), libSh)
+func (v Env) prelude(e *Exercise) string { return v.vars(e) + libSh + "\n" }
+
+// vars says where the student works, for scripts and checks alike.
+func (v Env) vars(e *Exercise) string {
+	return fmt.Sprintf("LAB_ID=%s\nLAB_USER=%s\nLAB_HOME=%s\nLAB_DIR=%s\nexport LAB_ID LAB_USER LAB_HOME LAB_DIR\n",
+		runx.Quote(e.ID), runx.Quote(v.user()), runx.Quote(v.Home()), runx.Quote(v.Dir(e)))
 }
 
-var libSh = func() string {
-	b, err := embedded.ReadFile("guest/lib.sh")
+var libSh, checkSh = embeddedText("guest/lib.sh"), embeddedText("check.sh")
+
+func embeddedText(name string) string {
+	b, err := embedded.ReadFile(name)
 	if err != nil {
 		panic(err) // embedded at build time
 	}
 	return string(b)
-}()
+}
+
+// Suite is e's checks as they run for v (see Exercise.Suite for wait):
+// each command after the variables and check.sh's helpers, so checks find
+// the student's files wherever the spec's user lives, and compare answers
+// without printing them.
+func (v Env) Suite(e *Exercise, wait bool) *verify.Suite {
+	s := e.Suite(wait)
+	pre := v.vars(e) + checkSh + "\n"
+	for i := range s.Checks {
+		s.Checks[i].Command = pre + s.Checks[i].Command
+		s.Checks[i].Secret = true
+	}
+	return s
+}
 
 // ScriptCommand is the shell command that runs one of e's scripts as root:
 // bash with -e and -u, the prelude first, stderr merged into stdout so the
@@ -301,7 +320,7 @@ func (v Env) Reset(ctx context.Context, h Host, e *Exercise) (string, error) {
 // Check runs e's checks (see Exercise.Suite for wait) and records the
 // outcome on the host for the student's `labs` command.
 func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts verify.Options) *verify.Report {
-	rep := verify.Run(ctx, h, e.Suite(wait), opts)
+	rep := verify.Run(ctx, h, v.Suite(e, wait), opts)
 	status := fmt.Sprintf("%d/%d %s\n", rep.Passed(), len(rep.Results), time.Now().UTC().Format(time.RFC3339))
 	// Losing the record only costs the student the progress column.
 	_, _ = h.Run(ctx, "mkdir -p "+StatusDir+" && printf %s "+runx.Quote(status)+" > "+runx.Quote(path.Join(StatusDir, e.ID)))

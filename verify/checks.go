@@ -65,6 +65,9 @@ func commandProbe(c *Check) probe {
 			return false, msg
 		}
 		if c.Stdout != nil && !c.Stdout.MatchString(r.Stdout) {
+			if c.Secret {
+				return false, fmt.Sprintf("stdout: not what this check wants, got %s", quote(r.Stdout))
+			}
 			return false, fmt.Sprintf("stdout: want match for %q, got %s", c.Stdout, quote(r.Stdout))
 		}
 		if s := firstLine(r.Stdout); s != "" {

@@ -20,6 +20,19 @@ func TestCommandCheck(t *testing.T) {
 		`stdout: want match for "^Enforcing$", got "Permissive"`)
 }
 
+// A secret check (a course's) says it failed without what it wanted.
+func TestSecretCheckHidesWant(t *testing.T) {
+	c := Check{Name: "s", Type: TypeCommand, Command: "echo Permissive", Stdout: MustRegexp("^Enforcing$"), Secret: true}
+	p, err := c.probe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, msg := p.eval(Result{Stdout: "Permissive\n"})
+	if ok || strings.Contains(msg, "Enforcing") || !strings.Contains(msg, `not what this check wants, got "Permissive"`) {
+		t.Fatalf("secret check: %v %q", ok, msg)
+	}
+}
+
 func TestFileCheck(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sshd_config")

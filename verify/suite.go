@@ -99,6 +99,10 @@ type Check struct {
 	// Barrier makes the check wait for every concurrent check before it
 	// (the denial gate must see what they did). Set in Go, not in YAML.
 	Barrier bool `yaml:"-"`
+	// Secret keeps what the check wants out of its failure message: a
+	// course's check must not hand out the answer it compares with. Set in
+	// Go, not in YAML.
+	Secret bool `yaml:"-"`
 
 	// command: exit status and an optional stdout match.
 	Command string  `yaml:"command"`
