@@ -24,7 +24,11 @@ expect() {
 		_got=$(answer "$_key")
 	fi
 	if [ -z "$_got" ]; then
-		echo "$_key: no answer yet in ~/labs/$LAB_ID/answers.txt"
+		if [ "$LAB_HOME" != /root ] && [ -s "/root/labs/$LAB_ID/answers.txt" ]; then
+			echo "$_key: no answer yet in $LAB_DIR/answers.txt (yours is in /root/labs/$LAB_ID/: after sudo -i, ~ is /root; move it)"
+		else
+			echo "$_key: no answer yet in ~/labs/$LAB_ID/answers.txt"
+		fi
 		return 1
 	fi
 	for _want in "$@"; do

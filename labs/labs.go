@@ -141,7 +141,7 @@ func (e *Exercise) Suite(wait bool) *verify.Suite {
 	return s
 }
 
-// Course is every exercise, in part then id order.
+// Course is every exercise, in the outline's order.
 type Course struct {
 	Exercises []*Exercise
 	// Map is the objective map parsed from README.md: objective id ->
@@ -226,9 +226,21 @@ func Load(fsys fs.FS, prefix string) (*Course, error) {
 			c.Exercises = append(c.Exercises, e)
 		}
 	}
+	// The outline's order: by part, then by the first objective each
+	// exercise serves (Objectives lists them in the outline's order).
+	first := func(e *Exercise) int {
+		n := len(Objectives)
+		for _, id := range e.Objectives {
+			n = min(n, slices.IndexFunc(Objectives, func(o Objective) bool { return o.ID == id }))
+		}
+		return n
+	}
 	slices.SortFunc(c.Exercises, func(a, b *Exercise) int {
 		if a.Part != b.Part {
 			return a.Part - b.Part
+		}
+		if d := first(a) - first(b); d != 0 {
+			return d
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
@@ -321,6 +333,9 @@ func (e *Exercise) validate(lines yamlx.Lines, dirPart int) error {
 	for i, c := range e.Checks {
 		if strings.TrimSpace(c.Hint) == "" {
 			return at(fmt.Sprintf("checks[%d].hint", i), "check %q has no hint: say what the student should look at when it fails", c.Name)
+		}
+		if strings.TrimSpace(c.Pointer) == "" || c.Pointer == c.Hint {
+			return at(fmt.Sprintf("checks[%d].pointer", i), "check %q needs a pointer (where to look) apart from its hint (what to do): hints come in stages", c.Name)
 		}
 		if c.Type != verify.TypeCommand {
 			return at(fmt.Sprintf("checks[%d]", i), "check %q: a course's checks are command checks (they run after check.sh's helpers)", c.Name)

@@ -104,6 +104,7 @@ checks:
   - name: c
     command: "true"
     hint: look
+    pointer: where
 `
 
 // Every loader error names the file, the line and the field.
@@ -120,6 +121,10 @@ func TestLoaderErrors(t *testing.T) {
 			`labs/part1/p1-x/exercise.yaml:4: objectives[1]: unknown objective "P3.1"`},
 		{"check without a hint", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("    hint: look\n", ""))}},
 			`labs/part1/p1-x/exercise.yaml:8: checks[0].hint: check "c" has no hint`},
+		{"check without a pointer", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("    pointer: where\n", ""))}},
+			`labs/part1/p1-x/exercise.yaml:8: checks[0].pointer: check "c" needs a pointer`},
+		{"check that reads answers itself", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace(`command: "true"`, `command: "cat $LAB_DIR/answers.txt"`))}},
+			`labs/part1/p1-x/exercise.yaml:9: checks[0].command: check "c" reads answers.txt itself`},
 		{"misspelt check type", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("command:", "comand:"))}},
 			`labs/part1/p1-x/exercise.yaml:9: checks[0].comand: unknown check type or field "comand"`},
 		{"check field of another type", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("    hint: look\n", "    hint: look\n    mode: \"0644\"\n"))}},
@@ -129,9 +134,9 @@ func TestLoaderErrors(t *testing.T) {
 		{"wrong part", fstest.MapFS{"part2/p1-x/exercise.yaml": {Data: []byte(goodExercise)}},
 			`labs/part2/p1-x/exercise.yaml:3: part: part 1, but the exercise is in part2/`},
 		{"wrong attempt names no check", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(goodExercise + "wrongAttempts:\n  - {name: w, script: x, fails: d, hint: look}\n")}},
-			`labs/part1/p1-x/exercise.yaml:12: wrongAttempts[0].fails: no check named "d"`},
+			`labs/part1/p1-x/exercise.yaml:13: wrongAttempts[0].fails: no check named "d"`},
 		{"wrong attempt's hint not in the check's", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(goodExercise + "wrongAttempts:\n  - {name: w, script: x, fails: c, hint: elsewhere}\n")}},
-			`labs/part1/p1-x/exercise.yaml:12: wrongAttempts[0].hint: the hint of check "c" does not contain "elsewhere"`},
+			`labs/part1/p1-x/exercise.yaml:13: wrongAttempts[0].hint: the hint of check "c" does not contain "elsewhere"`},
 		{"duplicate ids", fstest.MapFS{
 			"part1/p1-x/exercise.yaml": {Data: []byte(goodExercise)}, "part1/p1-x/README.md": {Data: []byte("x")},
 			"part1/p1-y/exercise.yaml": {Data: []byte(goodExercise)}, "part1/p1-y/README.md": {Data: []byte("y")}},
@@ -286,7 +291,7 @@ func TestStartInstallsAndKeepsStudentFiles(t *testing.T) {
 	if _, ok := h.files[dir+"app/src/main.sh"]; !ok {
 		t.Errorf("starter file not installed: %v", h.files)
 	}
-	if h.files[dir+"README.md"] != e.Instructions {
+	if h.files[dir+"README.md"] != e.Markdown() {
 		t.Error("instructions not installed")
 	}
 	last := h.cmds[len(h.cmds)-1]
@@ -422,7 +427,7 @@ func TestExpectNeverPrintsWant(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "answers.txt"), []byte(c.answers), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		script := "LAB_ID=t-x\nLAB_DIR=" + dir + "\n" + checkSh + "\n" + c.expect
+		script := "LAB_ID=t-x\nLAB_HOME=/home/s\nLAB_DIR=" + dir + "\n" + checkSh + "\n" + c.expect
 		out, err := exec.Command("sh", "-c", script).CombinedOutput()
 		if (err == nil) != c.pass || !strings.Contains(string(out), c.says) {
 			t.Errorf("%s with %q: %v %q; want pass %v, saying %q", c.expect, c.answers, err, out, c.pass, c.says)

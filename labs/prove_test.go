@@ -3,7 +3,9 @@ package labs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -153,4 +155,43 @@ func TestProveWrongAttemptUnnoticed(t *testing.T) {
 		}
 	}
 	t.Fatal("the wrong attempt was not played")
+}
+
+// Hints come in stages: the pointer at a check's first failures, the full
+// hint from the FullHintAfter-th on or once the student asked; a reset
+// starts over. Run on this machine (sh), the record in a temporary
+// directory.
+func TestHintStages(t *testing.T) {
+	ctx := context.Background()
+	h := LocalHost{}
+	env := Env{Status: t.TempDir()}
+	zero := 0
+	e := &Exercise{ID: "t-hints", Reset: "true", Checks: []verify.Check{
+		{Name: "never", Type: verify.TypeCommand, Command: "false", Hint: "do X", Pointer: "look at Y", Retries: &zero},
+		{Name: "always", Type: verify.TypeCommand, Command: "true", Hint: "fine", Pointer: "fine?", Retries: &zero}}}
+	hint := func() string { return env.Check(ctx, h, e, false, verify.Options{}).Results[0].Hint }
+	for i := 1; i < FullHintAfter; i++ {
+		if got := hint(); !strings.HasPrefix(got, "look at Y") || !strings.Contains(got, "labs hint t-hints") {
+			t.Fatalf("failure %d shows %q, want the pointer", i, got)
+		}
+	}
+	if got := hint(); got != "do X" {
+		t.Fatalf("failure %d shows %q, want the full hint", FullHintAfter, got)
+	}
+	data, err := os.ReadFile(filepath.Join(env.Status, "t-hints.hints"))
+	if err != nil || string(data) != fmt.Sprintf("%d\tnever\n", FullHintAfter) {
+		t.Fatalf("record %q, %v", data, err)
+	}
+	if _, err := env.Reset(ctx, h, e); err != nil {
+		t.Fatal(err)
+	}
+	if got := hint(); !strings.HasPrefix(got, "look at Y") {
+		t.Fatalf("after reset: %q", got)
+	}
+	if env.Hint(ctx, h, e)[0].Hint != "do X" {
+		t.Fatal("labs hint does not give the full hint")
+	}
+	if got := hint(); got != "do X" {
+		t.Fatalf("after labs hint: %q", got)
+	}
 }

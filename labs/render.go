@@ -35,6 +35,9 @@ func (e *Exercise) Markdown() string {
 	if e.Broken {
 		b.WriteString(" This exercise starts broken: something on the host needs repairing.")
 	}
+	fmt.Fprintf(&b, "\n\nBegin with `labs start %s`; `labs check %s` checks your work. Your files go in\n"+
+		"`~/labs/%s/` of your own account, also when you work as root (after `sudo -i`, `~` is /root).",
+		e.ID, e.ID, e.ID)
 	b.WriteString("\n\n" + strings.TrimSpace(rest) + "\n")
 	return b.String()
 }

@@ -43,7 +43,15 @@ const (
 
 // Env says whom the course is for on the host.
 type Env struct {
-	User string // the student account; DefaultUser if empty
+	User   string // the student account; DefaultUser if empty
+	Status string // where progress and hint stages are kept; StatusDir if empty
+}
+
+func (v Env) status() string {
+	if v.Status == "" {
+		return StatusDir
+	}
+	return v.Status
 }
 
 func (v Env) user() string {
@@ -131,7 +139,7 @@ func courseArchive(c *Course, v Env) ([]byte, error) {
 		return nil, err
 	}
 	var index strings.Builder
-	index.WriteString("# The container internals course\n\nRun `labs` for the list and your progress, `labs show ID` to read an exercise, `labs check ID` to check your work.\n\n")
+	index.WriteString("# The container internals course\n\nRun `labs` for the list and your progress. For each exercise, in this order: `labs start ID` sets it up, `labs show ID` reads it, `labs check ID` checks your work.\n\n")
 	if err := add(path.Join(v.Home(), "labs"), nil, 0o755, v.user()); err != nil {
 		return nil, err
 	}
@@ -140,7 +148,7 @@ func courseArchive(c *Course, v Env) ([]byte, error) {
 		if err := add(v.Dir(e), nil, 0o755, v.user()); err != nil {
 			return nil, err
 		}
-		if err := add(path.Join(v.Dir(e), "README.md"), []byte(e.Instructions), 0o644, v.user()); err != nil {
+		if err := add(path.Join(v.Dir(e), "README.md"), []byte(e.Markdown()), 0o644, v.user()); err != nil {
 			return nil, err
 		}
 	}
@@ -240,7 +248,7 @@ func (v Env) Start(ctx context.Context, h Host, e *Exercise) (string, error) {
 	if _, err := v.run(ctx, h, e, "prepare", "install -d -o \"$LAB_USER\" -g \"$LAB_USER\" \"$LAB_HOME/labs\" \"$LAB_DIR\""); err != nil {
 		return "", err
 	}
-	if err := h.Put(ctx, path.Join(dir, "README.md"), []byte(e.Instructions), 0o644, v.user()); err != nil {
+	if err := h.Put(ctx, path.Join(dir, "README.md"), []byte(e.Markdown()), 0o644, v.user()); err != nil {
 		return "", fmt.Errorf("%s: instructions: %w", e.ID, err)
 	}
 	names := slices.Sorted(func(yield func(string) bool) {
@@ -313,17 +321,27 @@ func (v Env) Reset(ctx context.Context, h Host, e *Exercise) (string, error) {
 	if err != nil {
 		return out, err
 	}
-	more, err := v.run(ctx, h, e, "reset", "rm -rf -- \"$LAB_DIR\" "+runx.Quote(path.Join(StatusDir, e.ID)))
+	// Root's copy too: answers written after `sudo -i` land there.
+	more, err := v.run(ctx, h, e, "reset", "rm -rf -- \"$LAB_DIR\" \"/root/labs/$LAB_ID\" "+runx.Quote(path.Join(v.status(), e.ID))+" "+runx.Quote(v.hintsPath(e)))
 	return out + more, err
 }
 
 // Check runs e's checks (see Exercise.Suite for wait) and records the
 // outcome on the host for the student's `labs` command.
 func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts verify.Options) *verify.Report {
-	rep := verify.Run(ctx, h, v.Suite(e, wait), opts)
+	st := v.readStages(ctx, h, e)
+	s := v.Suite(e, wait)
+	stageHints(s, e, st)
+	rep := verify.Run(ctx, h, s, opts)
+	for _, r := range rep.Results {
+		if !r.Passed {
+			st[r.Name]++
+		}
+	}
+	v.writeStages(ctx, h, e, st)
 	status := fmt.Sprintf("%d/%d %s\n", rep.Passed(), len(rep.Results), time.Now().UTC().Format(time.RFC3339))
 	// Losing the record only costs the student the progress column.
-	_, _ = h.Run(ctx, "mkdir -p "+StatusDir+" && printf %s "+runx.Quote(status)+" > "+runx.Quote(path.Join(StatusDir, e.ID)))
+	_, _ = h.Run(ctx, "mkdir -p "+runx.Quote(v.status())+" && printf %s "+runx.Quote(status)+" > "+runx.Quote(path.Join(v.status(), e.ID)))
 	return rep
 }
 

@@ -85,6 +85,9 @@ type Check struct {
 	Name string    `yaml:"name"`
 	Type CheckType `yaml:"-"` // set by Parse from the type key present
 	Hint string    `yaml:"hint"`
+	// Pointer is a first, gentler hint: where to look, not what to do. A
+	// course shows it before Hint; verify's own reports ignore it.
+	Pointer string `yaml:"pointer"`
 
 	// Timeout bounds all attempts together; attempts repeat every Interval
 	// until one passes. Retries, when set, caps the repeats (0: one attempt).

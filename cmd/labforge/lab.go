@@ -73,10 +73,11 @@ func newLabCmd() *cobra.Command {
 		Short: "The container internals course: list, show, start, check, solve and reset exercises",
 		Long: `lab drives the course's exercises on a running lab host (-n NAME, default
 "default"): start installs the student's files and runs the exercise's setup,
-check runs its checks and shows a hint for each failure, solve runs the
-reference solution, reset puts the host back as it was before start.`,
+check runs its checks and shows a hint for each failure (where to look first;
+what to do after repeated failures or hint), solve runs the reference
+solution, reset puts the host back as it was before start.`,
 	}
-	cmd.AddCommand(newLabListCmd(), newLabShowCmd(), newLabStartCmd(), newLabCheckCmd(), newLabSolveCmd(), newLabResetCmd())
+	cmd.AddCommand(newLabListCmd(), newLabShowCmd(), newLabStartCmd(), newLabCheckCmd(), newLabHintCmd(), newLabSolveCmd(), newLabResetCmd())
 	return cmd
 }
 
@@ -287,6 +288,32 @@ per exercise. It exits non-zero when any check fails.`,
 	cmd.Flags().BoolVar(&all, "all", false, "check every exercise")
 	cmd.Flags().BoolVar(&wait, "wait", false, "retry each check until its timeout instead of once")
 	report.register(cmd)
+	return cmd
+}
+
+func newLabHintCmd() *cobra.Command {
+	var t labTarget
+	cmd := &cobra.Command{
+		Use:   "hint ID",
+		Short: "Show what to do for each check of an exercise (recorded: later checks show it too)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, e, err := exercise(args[0])
+			if err != nil {
+				return err
+			}
+			h, env, done, err := t.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			for _, c := range env.Hint(cmd.Context(), h, e) {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\n  %s\n", c.Name, c.Hint)
+			}
+			return nil
+		},
+	}
+	t.register(cmd)
 	return cmd
 }
 

@@ -1,0 +1,71 @@
+package labs
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/verify"
+)
+
+// Hints come in stages. A failing check first shows its pointer (where to
+// look); its hint (what to do) only once the check has failed FullHintAfter
+// times in the student's `labs check` runs, or after `labs hint ID`. How far
+// each check got is kept on the host beside the student's progress.
+const FullHintAfter = 3
+
+func (v Env) hintsPath(e *Exercise) string { return path.Join(v.status(), e.ID+".hints") }
+
+// hintStages is, per check name, how many checks it failed (FullHintAfter
+// or more: the full hint is shown).
+type hintStages map[string]int
+
+func (v Env) readStages(ctx context.Context, h Host, e *Exercise) hintStages {
+	st := hintStages{}
+	res, err := h.Run(ctx, "cat "+runx.Quote(v.hintsPath(e))+" 2>/dev/null || true")
+	if err != nil {
+		return st
+	}
+	for _, line := range strings.Split(res.Stdout, "\n") {
+		n, name, ok := strings.Cut(line, "\t")
+		if c, err := strconv.Atoi(n); ok && err == nil {
+			st[name] = c
+		}
+	}
+	return st
+}
+
+func (v Env) writeStages(ctx context.Context, h Host, e *Exercise, st hintStages) {
+	var b strings.Builder
+	for _, c := range e.Checks {
+		if n := st[c.Name]; n > 0 {
+			fmt.Fprintf(&b, "%d\t%s\n", n, c.Name)
+		}
+	}
+	// Losing the record only costs the student a stage of hints.
+	_, _ = h.Run(ctx, "mkdir -p "+runx.Quote(v.status())+" && printf %s "+runx.Quote(b.String())+" > "+runx.Quote(v.hintsPath(e)))
+}
+
+// stageHints gives each check the hint of the stage it reached.
+func stageHints(s *verify.Suite, e *Exercise, st hintStages) {
+	for i := range s.Checks {
+		c := &s.Checks[i]
+		if st[c.Name] < FullHintAfter-1 && c.Pointer != "" {
+			c.Hint = c.Pointer + " (`labs hint " + e.ID + "` says more)"
+		}
+	}
+}
+
+// Hint shows every check's full hint and records that the student asked,
+// so that later checks show the full hints too.
+func (v Env) Hint(ctx context.Context, h Host, e *Exercise) []verify.Check {
+	st := v.readStages(ctx, h, e)
+	for _, c := range e.Checks {
+		st[c.Name] = max(st[c.Name], FullHintAfter)
+	}
+	v.writeStages(ctx, h, e, st)
+	return e.Checks
+}
