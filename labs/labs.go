@@ -18,6 +18,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -92,6 +93,10 @@ type Exercise struct {
 	// WrongAttempts are plausible mistakes, each with the check that must
 	// catch it and words its hint must contain.
 	WrongAttempts []WrongAttempt `yaml:"wrongAttempts"`
+	// Proves names, per objective, the checks that prove it; required when
+	// the exercise serves more than one, so that each has checks of its
+	// own (with one objective, every check proves it).
+	Proves map[string][]string `yaml:"proves"`
 
 	// Instructions is README.md beside the exercise.
 	Instructions string `yaml:"-"`
@@ -344,6 +349,9 @@ func (e *Exercise) validate(lines yamlx.Lines, dirPart int) error {
 			return at(fmt.Sprintf("checks[%d].command", i), "check %q %s", c.Name, err)
 		}
 	}
+	if err := e.validateProves(at); err != nil {
+		return err
+	}
 	for i, w := range e.WrongAttempts {
 		p := fmt.Sprintf("wrongAttempts[%d]", i)
 		switch {
@@ -363,6 +371,51 @@ func (e *Exercise) validate(lines yamlx.Lines, dirPart int) error {
 		}
 	}
 	return nil
+}
+
+// validateProves: with several objectives, each has its own checks.
+func (e *Exercise) validateProves(at func(field, format string, args ...any) error) error {
+	if len(e.Objectives) > 1 && len(e.Proves) == 0 {
+		return at("proves", "an exercise with objectives %v names the checks that prove each", e.Objectives)
+	}
+	owner := map[string]string{}
+	for _, o := range slices.Sorted(maps.Keys(e.Proves)) {
+		if !slices.Contains(e.Objectives, o) {
+			return at("proves."+o, "not one of the exercise's objectives %v", e.Objectives)
+		}
+		if len(e.Proves[o]) == 0 {
+			return at("proves."+o, "no check proves it")
+		}
+		for _, name := range e.Proves[o] {
+			if !slices.ContainsFunc(e.Checks, func(c verify.Check) bool { return c.Name == name }) {
+				return at("proves."+o, "no check named %q", name)
+			}
+			if prev, ok := owner[name]; ok {
+				return at("proves."+o, "check %q already proves %s: each objective needs a check of its own", name, prev)
+			}
+			owner[name] = o
+		}
+	}
+	for _, o := range e.Objectives {
+		if len(e.Objectives) > 1 && len(e.Proves[o]) == 0 {
+			return at("proves", "no check proves %s", o)
+		}
+	}
+	return nil
+}
+
+// ChecksFor names the checks of e that prove objective o.
+func (e *Exercise) ChecksFor(o string) []string {
+	if len(e.Proves) > 0 {
+		return e.Proves[o]
+	}
+	var out []string
+	if slices.Contains(e.Objectives, o) {
+		for _, c := range e.Checks {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 var (

@@ -66,6 +66,31 @@ func TestObjectiveMap(t *testing.T) {
 			t.Errorf("%s unmapped", o.ID)
 		}
 	}
+	// Each row names the checks that prove its objective.
+	readme, err := embedded.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(string(readme), "\n") {
+		if r := mapRow.FindStringSubmatch(strings.TrimSpace(l)); r != nil {
+			rows[r[1]] = l
+		}
+	}
+	for _, o := range Objectives {
+		n := 0
+		for _, e := range c.Exercises {
+			for _, name := range e.ChecksFor(o.ID) {
+				n++
+				if !strings.Contains(rows[o.ID], `"`+name+`"`) {
+					t.Errorf("the map's row of %s does not name its check %q", o.ID, name)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("no check proves %s", o.ID)
+		}
+	}
 
 	// A map that forgets an objective, or names the wrong exercise, fails.
 	bad := &Course{Exercises: c.Exercises, Map: map[string][]string{}}
@@ -74,7 +99,7 @@ func TestObjectiveMap(t *testing.T) {
 	}
 	delete(bad.Map, "P2.5")
 	bad.Map["P1.3"] = []string{"p2-seccomp"}
-	err := bad.CheckMap()
+	err = bad.CheckMap()
 	if err == nil || !strings.Contains(err.Error(), "P2.5 is missing from the map") || !strings.Contains(err.Error(), "P1.3: the map says p2-seccomp, the exercises say p1-trace-run") {
 		t.Fatalf("CheckMap: %v", err)
 	}
@@ -126,6 +151,10 @@ func TestLoaderErrors(t *testing.T) {
 			`labs/part1/p1-x/exercise.yaml:8: checks[0].pointer: check "c" needs a pointer`},
 		{"check that reads answers itself", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace(`command: "true"`, `command: "cat $LAB_DIR/answers.txt"`))}},
 			`labs/part1/p1-x/exercise.yaml:9: checks[0].command: check "c" reads answers.txt itself`},
+		{"two objectives, no proves", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("[P1.1]", "[P1.1, P1.2]"))}},
+			`labs/part1/p1-x/exercise.yaml:1: proves: an exercise with objectives [P1.1 P1.2] names the checks that prove each`},
+		{"one check proves two objectives", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("[P1.1]", "[P1.1, P1.2]\nproves: {P1.1: [c], P1.2: [c]}"))}},
+			`proves.P1.2: check "c" already proves P1.1: each objective needs a check of its own`},
 		{"misspelt check type", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("command:", "comand:"))}},
 			`labs/part1/p1-x/exercise.yaml:9: checks[0].comand: unknown check type or field "comand"`},
 		{"check field of another type", fstest.MapFS{"part1/p1-x/exercise.yaml": {Data: []byte(replace("    hint: look\n", "    hint: look\n    mode: \"0644\"\n"))}},
