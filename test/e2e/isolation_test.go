@@ -50,6 +50,25 @@ func guestReachesNoHost(t *testing.T, name string) {
 	if r.code == 0 {
 		t.Errorf("root in the guest connected to the host's loopback port %d", port)
 	}
+	// slirp's IPv6 gateway (fec0::2) leads to the host's ::1 likewise.
+	if l6, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		defer l6.Close()
+		go func() {
+			for {
+				c, err := l6.Accept()
+				if err != nil {
+					return
+				}
+				hits.Add(1)
+				c.Close()
+			}
+		}()
+		p6 := l6.Addr().(*net.TCPAddr).Port
+		r := labforge(t, "ssh", "-n", name, "--", fmt.Sprintf("sudo timeout 5 bash -c 'exec 3<>/dev/tcp/fec0::2/%d'", p6))
+		if r.code == 0 {
+			t.Errorf("root in the guest connected to the host's IPv6 loopback port %d", p6)
+		}
+	}
 	time.Sleep(200 * time.Millisecond)
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the host's loopback listener took %d connections from the guest", n)
