@@ -23,6 +23,9 @@ func Prove(ctx context.Context, out io.Writer, h Host, env Env, e *Exercise, wro
 	add := func(r verify.CheckResult) bool {
 		rep.Results = append(rep.Results, r)
 		status := "ok"
+		if r.Message != "" && r.Message != "done" {
+			status += " (" + r.Message + ")"
+		}
 		if !r.Passed {
 			status = "FAILED: " + r.Message
 		}
@@ -51,6 +54,15 @@ func Prove(ctx context.Context, out io.Writer, h Host, env Env, e *Exercise, wro
 	r := verify.CheckResult{Name: "check fails before the solution", Type: "lab", Duration: time.Since(t0), Attempts: 1, Passed: before.Err() != nil}
 	if r.Passed {
 		r.Message = fmt.Sprintf("%d of %d checks fail on the untouched exercise", before.Failed(), len(before.Results))
+		var passing []string
+		for _, c := range before.Results {
+			if c.Passed {
+				passing = append(passing, fmt.Sprintf("%q", c.Name))
+			}
+		}
+		if len(passing) > 0 {
+			r.Message += "; passing already: " + strings.Join(passing, ", ")
+		}
 	} else {
 		r.Message = "every check passes on the untouched exercise: the checks do not test the student's work"
 	}
@@ -107,8 +119,9 @@ func Prove(ctx context.Context, out io.Writer, h Host, env Env, e *Exercise, wro
 // anything: a check that shows the value it compares with hands out the
 // answer. Values of fewer than 4 characters, or that the instructions
 // give, prove nothing either way.
-func noAnswerShown(ctx context.Context, h Host, env Env, e *Exercise, before *verify.Report, t0 time.Time) verify.CheckResult {
-	r := verify.CheckResult{Name: "no check shows an answer before it is given", Type: "lab", Attempts: 1, Passed: true}
+func noAnswerShown(ctx context.Context, h Host, env Env, e *Exercise, before *verify.Report, t0 time.Time) (r verify.CheckResult) {
+	r = verify.CheckResult{Name: "no check shows an answer before it is given", Type: "lab", Attempts: 1, Passed: true}
+	// Named result: the deferred time lands in what the caller gets.
 	defer func() { r.Duration = time.Since(t0) }()
 	answers, err := env.Attempt(ctx, h, e, "read answers", `cat "$LAB_DIR/answers.txt" 2>/dev/null || true`)
 	if err != nil {
