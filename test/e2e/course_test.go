@@ -59,15 +59,19 @@ func TestCourse(t *testing.T) {
 				for _, res := range rep.Results {
 					if res.Name == w.Fails {
 						found = true
-						if res.Passed || !strings.Contains(res.Hint, w.Hint) {
-							t.Errorf("check %q: passed=%v hint %q, want a failure with %q", res.Name, res.Passed, res.Hint, w.Hint)
+						// A first failure points; the full hint comes with labs hint.
+						if res.Passed || !strings.Contains(res.Hint, "labs hint "+e.ID) {
+							t.Errorf("check %q: passed=%v hint %q, want a failure with a pointer", res.Name, res.Passed, res.Hint)
 						}
 					}
 				}
 				if !found {
 					t.Errorf("no check %q in %s", w.Fails, r.stdout)
 				}
-				// The student sees the same inside the guest.
+				if h := mustLabforge(t, "lab", "hint", e.ID, "-n", name).stdout; !strings.Contains(h, w.Hint) {
+					t.Errorf("lab hint %s does not say %q:\n%s", e.ID, w.Hint, h)
+				}
+				// The student sees the same inside the guest, the full hint now.
 				g := labforge(t, "ssh", "-n", name, "--", "labs check "+e.ID)
 				if g.code == 0 || !strings.Contains(g.stdout, w.Hint) {
 					t.Errorf("labs check inside the guest: exit %d\n%s%s", g.code, g.stdout, g.stderr)
