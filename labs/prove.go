@@ -13,7 +13,7 @@ import (
 )
 
 // Prove proves one exercise on a host: start, start again (setup must be
-// idempotent), check (must fail: nothing is done yet), optionally each
+// idempotent), check (every check must fail: nothing is done yet), optionally each
 // wrong attempt (the check it names must fail, with its hint), solution,
 // check (must pass), no answer of the solution shown by the checks that
 // failed before it, and always a reset at the end, whatever failed. Each
@@ -51,20 +51,19 @@ func Prove(ctx context.Context, out io.Writer, h Host, env Env, e *Exercise, wro
 	}
 	t0 := time.Now()
 	before := env.Check(ctx, h, e, false, verify.Options{})
-	r := verify.CheckResult{Name: "check fails before the solution", Type: "lab", Duration: time.Since(t0), Attempts: 1, Passed: before.Err() != nil}
+	// Every check must fail: one that passes untouched proves nothing the
+	// student did.
+	r := verify.CheckResult{Name: "every check fails before the solution", Type: "lab", Duration: time.Since(t0), Attempts: 1, Passed: before.Failed() == len(before.Results)}
+	var passing []string
+	for _, c := range before.Results {
+		if c.Passed {
+			passing = append(passing, fmt.Sprintf("%q", c.Name))
+		}
+	}
 	if r.Passed {
-		r.Message = fmt.Sprintf("%d of %d checks fail on the untouched exercise", before.Failed(), len(before.Results))
-		var passing []string
-		for _, c := range before.Results {
-			if c.Passed {
-				passing = append(passing, fmt.Sprintf("%q", c.Name))
-			}
-		}
-		if len(passing) > 0 {
-			r.Message += "; passing already: " + strings.Join(passing, ", ")
-		}
+		r.Message = fmt.Sprintf("all %d checks fail on the untouched exercise", len(before.Results))
 	} else {
-		r.Message = "every check passes on the untouched exercise: the checks do not test the student's work"
+		r.Message = "passing on the untouched exercise, so not testing the student's work: " + strings.Join(passing, ", ")
 	}
 	r.Output = tableText(before)
 	add(r)

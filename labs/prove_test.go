@@ -80,7 +80,7 @@ func TestProveGoodExercise(t *testing.T) {
 		t.Fatalf("a good exercise failed: %v\n%s", rep.Err(), out.String())
 	}
 	got := outcome(rep)
-	for _, step := range []string{"start", "start again (setup is idempotent)", "check fails before the solution",
+	for _, step := range []string{"start", "start again (setup is idempotent)", "every check fails before the solution",
 		"wrong attempt: do nothing", "solution", "check passes after the solution",
 		"no check shows an answer before it is given", "reset"} {
 		if !got[step] {
@@ -136,9 +136,26 @@ func TestProveCatchesCheckThatPassesUntouched(t *testing.T) {
 	e := proveExercise()
 	e.Setup = "echo SETUP; echo SOLVE" // setup solves it
 	rep := Prove(context.Background(), &bytes.Buffer{}, &proveHost{}, Env{}, e, false)
-	if outcome(rep)["check fails before the solution"] {
+	if outcome(rep)["every check fails before the solution"] {
 		t.Fatal("an exercise solved by its own setup passed the before-check")
 	}
+}
+
+// One check of two that passes untouched is enough to fail the proof.
+func TestProveCatchesOneCheckPassingUntouched(t *testing.T) {
+	e := proveExercise()
+	one := 0
+	e.Checks = append(e.Checks, verify.Check{Name: "always", Type: verify.TypeCommand, Command: "echo ALWAYS", Hint: "h", Pointer: "p", Retries: &one})
+	rep := Prove(context.Background(), &bytes.Buffer{}, &proveHost{}, Env{}, e, false)
+	for _, r := range rep.Results {
+		if r.Name == "every check fails before the solution" {
+			if r.Passed || !strings.Contains(r.Message, `"always"`) {
+				t.Fatalf("before-check: %v %q", r.Passed, r.Message)
+			}
+			return
+		}
+	}
+	t.Fatal("no before-check")
 }
 
 // A wrong attempt passes only when the check it names fails.
