@@ -325,6 +325,10 @@ func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upl
 			u.Skipped, u.Took = true, time.Since(t0)
 			return u, nil
 		}
+		// Never delete one that students' disks stand on.
+		if users, err := backedBy(conn, v.Path); err != nil || users > 0 {
+			return u, errors.Join(err, fmt.Errorf("golden volume %s on %s differs from %s in its last MiB and backs %d students' disks there: it is damaged; remove those classes first", name, conn.Target().Label(), image, users))
+		}
 	}
 	// A shorter or different one is what an upload cut short left.
 	if err := conn.DeleteVolume(name); err != nil {
@@ -360,6 +364,21 @@ func sameTail(conn *virt.Conn, name, file string, n int64) (bool, error) {
 	return bytes.Equal(remote, local), nil
 }
 
+// backedBy counts the volumes whose backing file is path.
+func backedBy(conn *virt.Conn, path string) (int, error) {
+	vols, err := conn.Volumes()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range vols {
+		if v.Backing == path {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // dropGolden deletes the golden volume once no overlay on that hypervisor
 // is backed by it (another class's may be), and labforge's pool once it
 // holds nothing.
@@ -372,10 +391,8 @@ func dropGolden(conn *virt.Conn, name string) error {
 		if g.Name != name {
 			continue
 		}
-		for _, v := range vols {
-			if v.Backing == g.Path {
-				return nil
-			}
+		if slices.ContainsFunc(vols, func(v virt.Volume) bool { return v.Backing == g.Path }) {
+			return nil
 		}
 		if err := conn.DeleteVolume(name); err != nil {
 			return err
