@@ -38,15 +38,26 @@ func (v Env) readStages(ctx context.Context, h Host, e *Exercise) hintStages {
 	return st
 }
 
-func (v Env) writeStages(ctx context.Context, h Host, e *Exercise, st hintStages) {
+// stagesText is the record of st, in the checks' order.
+func stagesText(e *Exercise, st hintStages) string {
 	var b strings.Builder
 	for _, c := range e.Checks {
 		if n := st[c.Name]; n > 0 {
 			fmt.Fprintf(&b, "%d\t%s\n", n, c.Name)
 		}
 	}
-	// Losing the record only costs the student a stage of hints.
-	_, _ = h.Run(ctx, "mkdir -p "+runx.Quote(v.status())+" && printf %s "+runx.Quote(b.String())+" > "+runx.Quote(v.hintsPath(e)))
+	return b.String()
+}
+
+// saveRecords writes the student's records on the host in one round trip:
+// path, text, path, text... Losing them only costs the student the
+// progress column or a stage of hints.
+func (v Env) saveRecords(ctx context.Context, h Host, pathText ...string) {
+	cmd := "mkdir -p " + runx.Quote(v.status())
+	for i := 0; i+1 < len(pathText); i += 2 {
+		cmd += " && printf %s " + runx.Quote(pathText[i+1]) + " > " + runx.Quote(pathText[i])
+	}
+	_, _ = h.Run(ctx, cmd)
 }
 
 // stageHints gives each check the hint of the stage it reached.
@@ -66,6 +77,6 @@ func (v Env) Hint(ctx context.Context, h Host, e *Exercise) []verify.Check {
 	for _, c := range e.Checks {
 		st[c.Name] = max(st[c.Name], FullHintAfter)
 	}
-	v.writeStages(ctx, h, e, st)
+	v.saveRecords(ctx, h, v.hintsPath(e), stagesText(e, st))
 	return e.Checks
 }

@@ -51,8 +51,8 @@ func newDownCmd() *cobra.Command {
 					return err
 				}
 				names = slices.DeleteFunc(names, func(n string) bool {
-					if err := heldByRun(n); err != nil {
-						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to %s\n", n, strings.TrimPrefix(err.Error(), n+": held by "))
+					if h := holder(n); h != "" {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: left to %s\n", n, h)
 						return true
 					}
 					return false
@@ -73,14 +73,23 @@ func newDownCmd() *cobra.Command {
 	return cmd
 }
 
-// heldByRun refuses a guest that another labforge runs and removes when it
-// is done: a running build's guest, or one a warm state is being made from.
-func heldByRun(name string) error {
+// holder names the other labforge that runs the guest called name and
+// removes it when done (a running build, or one making a warm state from
+// it), or is "".
+func holder(name string) string {
 	if spec, ok := strings.CutPrefix(name, builder.BuildGuestPrefix); ok && builder.Building(paths.Cache(), spec) {
-		return fmt.Errorf("%s: held by the build of %s that runs it (it goes when the build ends)", name, spec)
+		return fmt.Sprintf("the build of %s that runs it (it goes when the build ends)", spec)
 	}
 	if warm.Making(name) {
-		return fmt.Errorf("%s: held by the labforge making a warm state from it (it goes when that is done)", name)
+		return "the labforge making a warm state from it (it goes when that is done)"
+	}
+	return ""
+}
+
+// heldByRun refuses a guest that holder names.
+func heldByRun(name string) error {
+	if h := holder(name); h != "" {
+		return fmt.Errorf("%s: held by %s", name, h)
 	}
 	return nil
 }

@@ -292,29 +292,14 @@ per exercise. It exits non-zero when any check fails.`,
 }
 
 func newLabHintCmd() *cobra.Command {
-	var t labTarget
-	cmd := &cobra.Command{
-		Use:   "hint ID",
-		Short: "Show what to do for each check of an exercise (recorded: later checks show it too)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, e, err := exercise(args[0])
-			if err != nil {
-				return err
+	return newLabScriptCmd("hint ID", "Show what to do for each check of an exercise (recorded: later checks show it too)",
+		func(ctx context.Context, env labs.Env, h labs.Host, e *labs.Exercise) (string, error) {
+			var b strings.Builder
+			for _, c := range env.Hint(ctx, h, e) {
+				fmt.Fprintf(&b, "%s\n  %s\n", c.Name, c.Hint)
 			}
-			h, env, done, err := t.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
-			for _, c := range env.Hint(cmd.Context(), h, e) {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\n  %s\n", c.Name, c.Hint)
-			}
-			return nil
-		},
-	}
-	t.register(cmd)
-	return cmd
+			return b.String(), nil
+		}, "")
 }
 
 func newLabSolveCmd() *cobra.Command {
@@ -331,6 +316,8 @@ func newLabResetCmd() *cobra.Command {
 		}, "reset: labforge lab start %s -n %s to begin again\n")
 }
 
+// newLabScriptCmd is a command on one exercise of a host: run, then its
+// output, then after (a next step, with the exercise id and host name) if any.
 func newLabScriptCmd(use, short string, run func(context.Context, labs.Env, labs.Host, *labs.Exercise) (string, error), after string) *cobra.Command {
 	var t labTarget
 	cmd := &cobra.Command{
@@ -352,7 +339,9 @@ func newLabScriptCmd(use, short string, run func(context.Context, labs.Env, labs
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), after, e.ID, t.name)
+			if after != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), after, e.ID, t.name)
+			}
 			return nil
 		},
 	}

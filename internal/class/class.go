@@ -326,8 +326,12 @@ func uploadGolden(ctx context.Context, conn *virt.Conn, image, name string) (Upl
 			return u, nil
 		}
 		// Never delete one that students' disks stand on.
-		if users, err := backedBy(conn, v.Path); err != nil || users > 0 {
-			return u, errors.Join(err, fmt.Errorf("golden volume %s on %s differs from %s in its last MiB and backs %d students' disks there: it is damaged; remove those classes first", name, conn.Target().Label(), image, users))
+		vols, err := conn.Volumes()
+		if err != nil {
+			return u, err
+		}
+		if users := backedBy(vols, v.Path); users > 0 {
+			return u, fmt.Errorf("golden volume %s on %s differs from %s in its last MiB and backs %d students' disks there: it is damaged; remove those classes first", name, conn.Target().Label(), image, users)
 		}
 	}
 	// A shorter or different one is what an upload cut short left.
@@ -364,19 +368,15 @@ func sameTail(conn *virt.Conn, name, file string, n int64) (bool, error) {
 	return bytes.Equal(remote, local), nil
 }
 
-// backedBy counts the volumes whose backing file is path.
-func backedBy(conn *virt.Conn, path string) (int, error) {
-	vols, err := conn.Volumes()
-	if err != nil {
-		return 0, err
-	}
+// backedBy counts the volumes of vols whose backing file is path.
+func backedBy(vols []virt.Volume, path string) int {
 	n := 0
 	for _, v := range vols {
 		if v.Backing == path {
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // dropGolden deletes the golden volume once no overlay on that hypervisor
@@ -391,7 +391,7 @@ func dropGolden(conn *virt.Conn, name string) error {
 		if g.Name != name {
 			continue
 		}
-		if slices.ContainsFunc(vols, func(v virt.Volume) bool { return v.Backing == g.Path }) {
+		if backedBy(vols, g.Path) > 0 {
 			return nil
 		}
 		if err := conn.DeleteVolume(name); err != nil {

@@ -26,17 +26,7 @@ func guestReachesNoHost(t *testing.T, name string) {
 	}
 	defer l.Close()
 	var hits atomic.Int32
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			fmt.Fprint(c, "HTTP/1.0 200 OK\r\n\r\nhypervisor-loopback\n")
-			c.Close()
-		}
-	}()
+	go countConnections(l, &hits)
 	port := l.Addr().(*net.TCPAddr).Port
 	for _, target := range []string{fmt.Sprintf("10.0.2.2:%d", port), "169.254.169.254:80"} {
 		cmd := fmt.Sprintf("curl -s --max-time 5 http://%s/; echo \" exit=$?\"", target)
@@ -53,16 +43,7 @@ func guestReachesNoHost(t *testing.T, name string) {
 	// slirp's IPv6 gateway (fec0::2) leads to the host's ::1 likewise.
 	if l6, err := net.Listen("tcp", "[::1]:0"); err == nil {
 		defer l6.Close()
-		go func() {
-			for {
-				c, err := l6.Accept()
-				if err != nil {
-					return
-				}
-				hits.Add(1)
-				c.Close()
-			}
-		}()
+		go countConnections(l6, &hits)
 		p6 := l6.Addr().(*net.TCPAddr).Port
 		r := labforge(t, "ssh", "-n", name, "--", fmt.Sprintf("sudo timeout 5 bash -c 'exec 3<>/dev/tcp/fec0::2/%d'", p6))
 		if r.code == 0 {
@@ -75,6 +56,20 @@ func guestReachesNoHost(t *testing.T, name string) {
 	}
 	if x := virsh(t, "dumpxml", "labforge-"+name); !strings.Contains(x, "restrict=on") {
 		t.Fatalf("the guest's slirp is not restricted:\n%s", x)
+	}
+}
+
+// countConnections counts what connects to l, answering each as an HTTP
+// server would, until l is closed.
+func countConnections(l net.Listener, hits *atomic.Int32) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		hits.Add(1)
+		fmt.Fprint(c, "HTTP/1.0 200 OK\r\n\r\nhypervisor-loopback\n")
+		c.Close()
 	}
 }
 
