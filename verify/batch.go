@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/verify/agent"
 )
 
 // Streamer is a Runner that can hand over a command's output as it comes,
@@ -52,11 +53,15 @@ type batchItem struct {
 	done     bool
 }
 
-// batchFrame is what the script says of one attempt.
+// batchFrame is what the script or the agent says of one attempt. The
+// agent times each check and says when its timeout ended it; a script's
+// checks are timed here, as their frames arrive.
 type batchFrame struct {
-	idx  int
-	exit int
-	out  Result
+	idx      int
+	exit     int
+	out      Result
+	took     time.Duration
+	timedOut bool
 }
 
 func runBatch(ctx context.Context, r Runner, s *Suite, opts Options) *Report {
@@ -69,6 +74,8 @@ func runBatch(ctx context.Context, r Runner, s *Suite, opts Options) *Report {
 			opts.Progress(it.res)
 		}
 	}
+	ag := newAgentConn(r)
+	defer ag.close()
 	var items []*batchItem
 	for i := range s.Checks {
 		c := &s.Checks[i]
@@ -128,24 +135,19 @@ func runBatch(ctx context.Context, r Runner, s *Suite, opts Options) *Report {
 			break
 		}
 		if len(due) > 0 {
-			runRound(ctx, r, due, finish)
+			runRound(ctx, r, ag, due, finish)
 		}
 	}
 	rep.Duration = time.Since(rep.Started)
+	rep.Via = ag.via()
 	return rep
 }
 
-// runRound runs the due checks as one script and settles each: passed,
-// out of tries, or due again after its interval.
-func runRound(ctx context.Context, r Runner, due []*batchItem, finish func(*batchItem)) {
-	nonce := make([]byte, 8)
-	_, _ = rand.Read(nonce)
-	marker := "@@labforge-verify-" + hex.EncodeToString(nonce)
+// runRound runs the due checks, through the agent or as one script, and
+// settles each: passed, out of tries, or due again after its interval.
+func runRound(ctx context.Context, r Runner, ag *agentConn, due []*batchItem, finish func(*batchItem)) {
 	start := time.Now()
-	var script strings.Builder
-	script.WriteString(batchPrelude(marker))
 	byIdx := map[int]*batchItem{}
-	var background []int
 	for _, it := range due {
 		if it.first.IsZero() {
 			it.first, it.deadline = start, start.Add(it.timeout)
@@ -154,12 +156,80 @@ func runRound(ctx context.Context, r Runner, due []*batchItem, finish func(*batc
 		if left < time.Second {
 			left = time.Second
 		}
-		secs := int(left.Seconds() + 0.999)
-		it.given = time.Duration(secs) * time.Second
+		it.given = time.Duration(int(left.Seconds()+0.999)) * time.Second
 		byIdx[it.idx] = it
-		call := fmt.Sprintf("c %d %d %s", it.idx, secs, runx.Quote(it.p.cmd))
+	}
+	last := start // when the previous frame came: a sequential check started then
+	settle := func(f batchFrame) {
+		it := byIdx[f.idx]
+		if it == nil || it.done {
+			return
+		}
+		delete(byIdx, f.idx)
+		took := f.took
+		switch {
+		case took > 0:
+		case it.check.Concurrent:
+			took = time.Since(start)
+		default:
+			took = time.Since(last)
+			last = time.Now()
+		}
+		it.res.Attempts++
+		it.res.Duration += took
+		if f.timedOut || (f.took == 0 && f.exit == 124 && took >= it.given-time.Second) {
+			// Its timeout ended it: as when a single check's deadline passes.
+			if it.msg == "" {
+				it.msg = fmt.Sprintf("timed out after %s with no result", it.timeout)
+			}
+		} else if ok, m := it.p.eval(f.out); ok {
+			it.res.Passed, it.res.Message = true, m
+			finish(it)
+			return
+		} else {
+			it.msg, it.last = m, f.out
+		}
+		retry(it, finish)
+	}
+	var err error
+	if !ag.off {
+		err = ag.round(ctx, due, settle)
+	}
+	if ag.off {
+		err = scriptRound(ctx, r, due, settle)
+	}
+	// Checks never reported: the connection failed, or ctx ended.
+	for _, it := range byIdx {
+		if it.done {
+			continue
+		}
+		it.res.Attempts++
+		it.res.Duration += time.Since(start)
+		if err != nil && ctx.Err() == nil {
+			it.msg, it.last = "run: "+err.Error(), Result{}
+		} else if it.msg == "" {
+			it.msg = "no result from the batch"
+		}
+		retry(it, finish)
+	}
+}
+
+// scriptRound runs the due checks as one shell script, its frames behind
+// a per-round random marker.
+func scriptRound(ctx context.Context, r Runner, due []*batchItem, settle func(batchFrame)) error {
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	marker := "@@labforge-verify-" + hex.EncodeToString(nonce)
+	var script strings.Builder
+	script.WriteString(batchPrelude(marker))
+	var background []int
+	for _, it := range due {
+		call := fmt.Sprintf("c %d %d %s", it.idx, int(it.given.Seconds()), runx.Quote(it.p.cmd))
 		if it.check.Concurrent {
-			// Its frame waits in a file until the round's end.
+			// Its frame waits in a file until the round's end; a few at once.
+			if len(background) > 0 && len(background)%agent.Concurrency == 0 {
+				script.WriteString("wait\n")
+			}
 			fmt.Fprintf(&script, "%s > \"$d/%d.f\" &\n", call, it.idx)
 			background = append(background, it.idx)
 			continue
@@ -175,50 +245,7 @@ func runRound(ctx context.Context, r Runner, due []*batchItem, finish func(*batc
 			fmt.Fprintf(&script, "cat \"$d/%d.f\"\n", i)
 		}
 	}
-	last := start // when the previous frame came: a sequential check started then
-	settle := func(f batchFrame) {
-		it := byIdx[f.idx]
-		if it == nil || it.done {
-			return
-		}
-		delete(byIdx, f.idx)
-		took := time.Since(last)
-		if it.check.Concurrent {
-			took = time.Since(start)
-		} else {
-			last = time.Now()
-		}
-		it.res.Attempts++
-		it.res.Duration += took
-		if f.exit == 124 && took >= it.given-time.Second {
-			// timeout(1) ended it: as when a single check's deadline passes.
-			if it.msg == "" {
-				it.msg = fmt.Sprintf("timed out after %s with no result", it.timeout)
-			}
-		} else if ok, m := it.p.eval(f.out); ok {
-			it.res.Passed, it.res.Message = true, m
-			finish(it)
-			return
-		} else {
-			it.msg, it.last = m, f.out
-		}
-		retry(it, finish)
-	}
-	err := streamBatch(ctx, r, script.String(), marker, settle)
-	// Checks the script never reported: the connection failed, or ctx ended.
-	for _, it := range byIdx {
-		if it.done {
-			continue
-		}
-		it.res.Attempts++
-		it.res.Duration += time.Since(start)
-		if err != nil && ctx.Err() == nil {
-			it.msg, it.last = "run: "+err.Error(), Result{}
-		} else if it.msg == "" {
-			it.msg = "no result from the batch"
-		}
-		retry(it, finish)
-	}
+	return streamBatch(ctx, r, script.String(), marker, settle)
 }
 
 // retry schedules the next attempt of a failed check, or gives it up.

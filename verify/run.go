@@ -58,6 +58,9 @@ type Report struct {
 	Started  time.Time
 	Duration time.Duration
 	Results  []CheckResult
+	// Via says how a batch ran its checks: "guest agent", or "scripts" and
+	// why the agent was not used. Empty when checks ran one exec each.
+	Via string
 }
 
 // Passed counts the checks that passed.

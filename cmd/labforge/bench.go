@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -168,7 +169,7 @@ func benchVerify(ctx context.Context, out io.Writer, name string, n int, suitePa
 		return err
 	}
 	n = len(suite.Checks)
-	batch, ours, peer, err := measureVerify(ctx, inst, suite, logPath)
+	t, err := measureVerify(ctx, inst, suite, logPath)
 	if err != nil {
 		return err
 	}
@@ -178,40 +179,67 @@ func benchVerify(ctx context.Context, out io.Writer, name string, n int, suitePa
 	for _, r := range []struct {
 		name string
 		d    time.Duration
-	}{{"labforge verify (one round trip a round)", batch}, {"one exec per check, one connection", ours}, {"ssh per check (OpenSSH loop)", peer}} {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.3f\t%.3f\n", r.name, n, r.d.Round(10*time.Millisecond), (r.d / time.Duration(n)).Round(time.Millisecond), r.d.Seconds()/peer.Seconds(), r.d.Seconds()/ours.Seconds())
+	}{
+		{"labforge verify (guest agent), in order", t.batch},
+		{"labforge verify (guest agent), checks concurrent", t.concurrent},
+		{"labforge verify, scripts (no agent)", t.script},
+		{"one exec per check, one connection", t.ours},
+		{"ssh per check (OpenSSH loop)", t.peer},
+	} {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.3f\t%.3f\n", r.name, n, r.d.Round(10*time.Millisecond), (r.d / time.Duration(n)).Round(time.Millisecond), r.d.Seconds()/t.peer.Seconds(), r.d.Seconds()/t.ours.Seconds())
 	}
 	fmt.Fprintf(tw, "peer log: %s\n", logPath)
 	return tw.Flush()
 }
 
-// measureVerify times n checks on inst run by labforge verify as it runs
-// (one script a round), then one exec per check over one connection (as
-// it ran before), then the same checks as a loop of one ssh per check,
-// whose output goes to logPath.
-func measureVerify(ctx context.Context, inst *instance.Instance, suite *verify.Suite, logPath string) (batch, ours, peer time.Duration, err error) {
+// verifyTimes are one bench verify run's times of the same checks.
+type verifyTimes struct{ batch, concurrent, script, ours, peer time.Duration }
+
+// measureVerify times the suite's checks on inst run by labforge verify as
+// it runs (through the guest agent; then again with every check
+// concurrent, for checks that only read; then as scripts, as without the
+// agent), then one exec per check over one connection (as verify ran
+// before batches), then as a loop of one ssh per check, whose output goes
+// to logPath.
+func measureVerify(ctx context.Context, inst *instance.Instance, suite *verify.Suite, logPath string) (t verifyTimes, err error) {
 	cmds := make([]string, len(suite.Checks))
 	for i := range suite.Checks {
 		if cmds[i], err = suite.Checks[i].ShellCommand(); err != nil {
-			return 0, 0, 0, err
+			return t, err
 		}
 	}
 	client, err := inst.Dial(ctx, time.Minute)
 	if err != nil {
-		return 0, 0, 0, err
+		return t, err
 	}
 	defer client.Close()
-	t0 := time.Now()
-	rep := verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{Batch: true})
-	batch = time.Since(t0)
-	if rep.Err() != nil {
-		return 0, 0, 0, fmt.Errorf("labforge run: %w", rep.Err())
+	concurrent := *suite
+	concurrent.Checks = slices.Clone(suite.Checks)
+	for i := range concurrent.Checks {
+		concurrent.Checks[i].Concurrent = true
 	}
-	t0 = time.Now()
-	rep = verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{})
-	ours = time.Since(t0)
-	if rep.Err() != nil {
-		return 0, 0, 0, fmt.Errorf("labforge run, one exec per check: %w", rep.Err())
+	root := instance.RootRunner{Client: client}
+	for _, m := range []struct {
+		d     *time.Duration
+		r     verify.Runner
+		s     *verify.Suite
+		batch bool
+		what  string
+	}{
+		{&t.batch, root, suite, true, "in order"},
+		{&t.concurrent, root, &concurrent, true, "concurrent"},
+		{&t.script, scriptsOnly{root}, suite, true, "scripts"},
+		{&t.ours, root, suite, false, "one exec per check"},
+	} {
+		t0 := time.Now()
+		rep := verify.Run(ctx, m.r, m.s, verify.Options{Batch: m.batch})
+		*m.d = time.Since(t0)
+		if err := rep.Err(); err != nil {
+			return t, fmt.Errorf("labforge run, %s: %w", m.what, err)
+		}
+		if m.batch && m.r == verify.Runner(root) && rep.Via != "guest agent" {
+			return t, fmt.Errorf("labforge run, %s: checks ran as %s", m.what, rep.Via)
+		}
 	}
 
 	// The peer: a shell loop of the system ssh client, one connection per
@@ -223,17 +251,21 @@ func measureVerify(ctx context.Context, inst *instance.Instance, suite *verify.S
 	}
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return 0, 0, 0, err
+		return t, err
 	}
 	defer logf.Close()
 	loop := exec.CommandContext(ctx, "bash", "-c", script.String())
 	loop.Stdout, loop.Stderr = logf, logf
-	t0 = time.Now()
+	t0 := time.Now()
 	if err := loop.Run(); err != nil {
-		return 0, 0, 0, fmt.Errorf("ssh loop: %w (log %s)", err, logPath)
+		return t, fmt.Errorf("ssh loop: %w (log %s)", err, logPath)
 	}
-	return batch, ours, time.Since(t0), nil
+	t.peer = time.Since(t0)
+	return t, nil
 }
+
+// scriptsOnly is a runner without the guest agent: batches run as scripts.
+type scriptsOnly struct{ verify.Runner }
 
 func newBenchUpCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{

@@ -401,11 +401,11 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	if err != nil {
 		return err
 	}
-	batch, _, peerV, err := measureVerify(ctx, inst, suite, filepath.Join(b.dir, "ssh-loop.log"))
+	vt, err := measureVerify(ctx, inst, suite, filepath.Join(b.dir, "ssh-loop.log"))
 	if err != nil {
 		return err
 	}
-	b.add(fmt.Sprintf("%d checks on a running host", b.checks), fmtDur(batch), fmtDur(peerV), "ssh host cmd, one per check", batch.Seconds()/peerV.Seconds())
+	b.add(fmt.Sprintf("%d checks on a running host", b.checks), fmtDur(vt.batch), fmtDur(vt.peer), "ssh host cmd, one per check", vt.batch.Seconds()/vt.peer.Seconds())
 	if _, _, err := b.labforge(ctx, "labforge-up.log", "down", name); err != nil {
 		return err
 	}

@@ -190,7 +190,7 @@ func bootAndVerify(ctx context.Context, out io.Writer, spec *images.Spec, f *upF
 	// The report is the step's account; the step shows that checks go on.
 	_ = p.counted("verify", "checks", len(suite.Checks), func(done func()) (string, error) {
 		up.rep = verify.Run(ctx, instance.RootRunner{Client: client}, suite, verify.Options{Batch: true, Progress: func(verify.CheckResult) { done() }})
-		return fmt.Sprintf("%d checks", len(suite.Checks)), nil
+		return fmt.Sprintf("%d checks, %s", len(suite.Checks), up.rep.Via), nil
 	})
 	up.rep.Host = inst.Name
 	if ctx.Err() != nil {

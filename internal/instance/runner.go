@@ -8,7 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/verify"
@@ -35,6 +37,28 @@ func (r RootRunner) Stream(ctx context.Context, cmd string, stdout io.Writer) (i
 	code, err := r.Client.Stream(ctx, asRoot(cmd), nil, stdout, &stderr)
 	return code, stderr.String(), err
 }
+
+// StartPiped runs cmd through sudo with its stdin and stdout as pipes:
+// verify's guest agent converses over them.
+func (r RootRunner) StartPiped(ctx context.Context, cmd string) (io.WriteCloser, io.Reader, func() (int, string, error), error) {
+	return r.Client.Start(ctx, asRoot(cmd))
+}
+
+// AgentProgram is the guest agent's executable, read and compressed once;
+// nil when this labforge has none beside it.
+func (RootRunner) AgentProgram() []byte { return guestAgent() }
+
+var guestAgent = sync.OnceValue(func() []byte {
+	p := paths.GuestAgent()
+	if p == "" {
+		return nil
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	return verify.CompressAgent(data)
+})
 
 // Put copies data to a private temporary file as the login user (SFTP
 // cannot sudo), then installs it as root.

@@ -44,3 +44,25 @@ func State() string {
 
 // Instances is the directory of all instances.
 func Instances() string { return filepath.Join(State(), "instances") }
+
+// GuestAgent is where labforge's guest agent (cmd/labforge-guest) is:
+// LABFORGE_GUEST_AGENT, else labforge-guest beside this program (as
+// scripts/install builds it into bin/). "" when there is none; verify then
+// runs its checks as scripts. LABFORGE_GUEST_AGENT=none turns it off.
+func GuestAgent() string {
+	if p := os.Getenv("LABFORGE_GUEST_AGENT"); p != "" {
+		if p == "none" {
+			return ""
+		}
+		return p
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), "labforge-guest")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}

@@ -198,14 +198,62 @@ func (c *Client) Stream(ctx context.Context, cmd string, stdin io.Reader, stdout
 		s.Close()
 		return -1, ctx.Err()
 	case err := <-done:
-		var ee *ssh.ExitError
-		switch {
-		case err == nil:
-			return 0, nil
-		case errors.As(err, &ee):
-			return ee.ExitStatus(), nil
-		default:
-			return -1, fmt.Errorf("ssh %q: %w", cmd, err)
+		return exitCode(cmd, err)
+	}
+}
+
+// exitCode is a finished session's exit status; an error only when the
+// session failed, not when the command did.
+func exitCode(cmd string, err error) (int, error) {
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &ee):
+		return ee.ExitStatus(), nil
+	default:
+		return -1, fmt.Errorf("ssh %q: %w", cmd, err)
+	}
+}
+
+// Start runs cmd with its stdin and stdout as pipes for the caller (a
+// conversation, such as verify's guest agent); wait returns its exit code
+// and stderr once it ends, or when ctx ends (then the session is killed).
+// Closing stdin tells the command that the conversation is over.
+func (c *Client) Start(ctx context.Context, cmd string) (stdin io.WriteCloser, stdout io.Reader, wait func() (int, string, error), err error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ssh session: %w", err)
+	}
+	var errb bytes.Buffer
+	s.Stderr = &errb
+	if stdin, err = s.StdinPipe(); err == nil {
+		stdout, err = s.StdoutPipe()
+	}
+	if err == nil {
+		err = s.Start(cmd)
+	}
+	if err != nil {
+		s.Close()
+		return nil, nil, nil, fmt.Errorf("ssh start: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	// Ending ctx ends the session, also while its stdout is being read.
+	stop := context.AfterFunc(ctx, func() {
+		_ = s.Signal(ssh.SIGKILL)
+		s.Close()
+	})
+	wait = func() (int, string, error) {
+		defer s.Close()
+		defer stop()
+		select {
+		case <-ctx.Done():
+			return -1, "", ctx.Err()
+		case err := <-done:
+			code, err := exitCode(cmd, err)
+			return code, errb.String(), err
 		}
 	}
+	return stdin, stdout, wait, nil
 }

@@ -41,6 +41,12 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labforge").CombinedOutput()
+	if err == nil {
+		// The guest agent beside it, where labforge looks for it.
+		agent := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(root, "bin", "labforge-guest"), "../../cmd/labforge-guest")
+		agent.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err = agent.CombinedOutput()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build labforge: %v\n%s", err, out)
 		os.Exit(2)
@@ -188,6 +194,10 @@ func TestLabHost(t *testing.T) {
 		if s.Failures != 0 || s.Tests == 0 {
 			t.Fatalf("verify after up: %d tests, %d failures", s.Tests, s.Failures)
 		}
+	}
+	// Its checks ran through the guest agent, not scripts.
+	if !strings.Contains(up.stdout+up.stderr, "checks, guest agent") {
+		t.Errorf("up's verify did not use the guest agent:\n%s\n%s", up.stdout, up.stderr)
 	}
 
 	t.Run("ssh runs a command on the guest", func(t *testing.T) {
