@@ -304,24 +304,24 @@ func benchUp(ctx context.Context, out io.Writer, spec *images.Spec, g *globalFla
 		if err := checkNoInstance(f.name); err != nil {
 			return err
 		}
-		up, err := bootAndVerify(ctx, log, spec, f, &q)
+		up, err := bringUp(ctx, log, spec, f, &q)
 		if err != nil {
 			return fmt.Errorf("%s: %w (log %s)", name, err, log.Name())
 		}
-		up.client.Close()
-		verified := time.Since(up.bootStart)
+		up.Client.Close()
+		verified := time.Since(up.Started)
 		conn, cerr := virt.Connect(ctx, true)
 		if cerr == nil {
 			cerr = instance.Down(conn, f.name)
 			conn.Close()
 		}
-		if up.rep != nil && up.rep.Err() != nil {
-			return fmt.Errorf("%s: %v (log %s)", name, up.rep.Err(), log.Name())
+		if up.Report != nil && up.Report.Err() != nil {
+			return fmt.Errorf("%s: %v (log %s)", name, up.Report.Err(), log.Name())
 		}
-		if cold == (up.inst.Restored != "") {
+		if cold == (up.Inst.Restored != "") {
 			return fmt.Errorf("%s: the host was %s (log %s)", name, map[bool]string{true: "restored", false: "booted from cold"}[!cold], log.Name())
 		}
-		rows = append(rows, row{map[bool]string{true: "up --cold", false: "up, restored from the warm state"}[cold], up.bootTime, verified})
+		rows = append(rows, row{map[bool]string{true: "up --cold", false: "up, restored from the warm state"}[cold], up.SSHReady, verified})
 		return cerr
 	}
 	if err := run("cold", true); err != nil {

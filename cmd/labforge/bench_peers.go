@@ -21,6 +21,7 @@ import (
 	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/progress"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/provision"
 )
@@ -354,7 +355,7 @@ func (b *peerBench) packerTemplate(spec *images.Spec, base string) (string, erro
 // command's --progress-json output.
 func resultNumber(out, key string) (float64, error) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var e progressEvent
+	var e progress.Event
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &e); err != nil || e.Event != "result" {
 		return 0, fmt.Errorf("no result event at the end of its output")
 	}

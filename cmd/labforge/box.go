@@ -11,6 +11,7 @@ import (
 
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/virt"
 )
@@ -49,7 +50,7 @@ CPUs come from the spec (vm:), or from --memory and --cpus.`,
 				if err != nil {
 					return err
 				}
-				res, err := buildImage(ctx, spec, buildFlags{}, g.quiet, w)
+				res, err := labhost.Build(ctx, spec, labhost.BuildOptions{}, newPrinter(w, g.quiet))
 				if err != nil {
 					return err
 				}
@@ -80,8 +81,8 @@ CPUs come from the spec (vm:), or from --memory and --cpus.`,
 				return err
 			}
 			var box *builder.Box
-			p := newStepPrinter(w, g.quiet)
-			if err := p.timed("box", func() (string, error) {
+			p := newPrinter(w, g.quiet)
+			if err := p.Timed("box", func() (string, error) {
 				var err error
 				box, err = builder.ExportBox(ctx, image, out, paths.Cache(), builder.BoxOptions{
 					Name: name, MemoryMiB: memMiB, CPUs: ncpu, Loaders: loaders, Created: time.Now(),

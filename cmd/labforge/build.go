@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
-	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/labhost"
 )
 
 type buildFlags struct {
@@ -31,13 +25,13 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := buildImage(cmd.Context(), spec, *f, g.quiet, cmd.OutOrStdout())
+			res, err := labhost.Build(cmd.Context(), spec, labhost.BuildOptions{Force: f.force, BaseFile: f.baseFile}, newPrinter(cmd.OutOrStdout(), g.quiet))
 			if err != nil {
 				return err
 			}
 			if progressJSON {
 				// stdout stays JSON lines: the result is the last event.
-				return newStepPrinter(cmd.OutOrStdout(), false).result(map[string]any{
+				return newPrinter(cmd.OutOrStdout(), false).Result(map[string]any{
 					"image": res.Image, "key": res.Key, "cached": res.Cached, "bytes": res.Record.ImageBytes, "layers": len(res.Record.Layers)})
 			}
 			if n := len(res.Record.Layers); n > 0 {
@@ -63,24 +57,6 @@ func loadSpec(args []string) (*images.Spec, error) {
 		path = args[0]
 	}
 	return images.Load(path)
-}
-
-// buildImage builds spec with a log file in the cache's build directory.
-func buildImage(ctx context.Context, spec *images.Spec, f buildFlags, quiet bool, out io.Writer) (*builder.Result, error) {
-	cache := paths.Cache()
-	logPath := filepath.Join(cache, "builds", spec.Name, "build.log")
-	started := time.Now().Add(-time.Second) // file times may be coarser
-	res, err := builder.Build(ctx, spec, builder.Options{
-		CacheDir: cache, LogPath: logPath, Progress: newStepPrinter(out, quiet), Force: f.force, BaseFile: f.baseFile,
-	})
-	if err != nil {
-		// A build that stopped before its lock has written no log.
-		if st, serr := os.Stat(logPath); serr == nil && !st.ModTime().Before(started) {
-			return nil, fmt.Errorf("build %s: %w (full log: %s)", spec.Name, err, logPath)
-		}
-		return nil, fmt.Errorf("build %s: %w", spec.Name, err)
-	}
-	return res, nil
 }
 
 func humanBytes(n int64) string {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/labs"
 	"github.com/labforge/labforge/verify"
@@ -110,11 +111,11 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 		defer done()
 		hostName = f.on
 	} else {
-		var up *upResult
+		var up *labhost.Host
 		if up, err = ciUp(ctx, out, args, f, g); err != nil {
 			return err
 		}
-		defer up.client.Close()
+		defer up.Client.Close()
 		if !f.keep {
 			defer func() {
 				// Tear down even after Ctrl-C: a CI host must not outlive its run.
@@ -125,12 +126,12 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 				}
 			}()
 		}
-		if up.rep != nil {
-			reps = append(reps, up.rep)
+		if up.Report != nil {
+			reps = append(reps, up.Report)
 		}
-		h = instance.RootRunner{Client: up.client}
-		env = labs.Env{User: up.inst.User}
-		hostName = up.inst.Name
+		h = instance.RootRunner{Client: up.Client}
+		env = labs.Env{User: up.Inst.User}
+		hostName = up.Inst.Name
 	}
 
 	installRep := &verify.Report{Suite: "course install", Host: hostName, Started: time.Now()}
@@ -180,7 +181,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 }
 
 // ciUp builds and boots SPEC as up does and runs its verify suite.
-func ciUp(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *globalFlags) (*upResult, error) {
+func ciUp(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *globalFlags) (*labhost.Host, error) {
 	spec, err := loadSpec(args)
 	if err != nil {
 		return nil, err
@@ -188,7 +189,7 @@ func ciUp(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glob
 	if err := instance.ValidName(f.up.name); err != nil {
 		return nil, err
 	}
-	return bootAndVerify(ctx, out, spec, &f.up, g)
+	return bringUp(ctx, out, spec, &f.up, g)
 }
 
 func ciDown(ctx context.Context, name string) error {

@@ -15,7 +15,9 @@ import (
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/class"
+	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/progress"
 	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/verify"
 )
@@ -54,7 +56,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			res, err := buildImage(cmd.Context(), spec, buildFlags{}, g.quiet, out)
+			res, err := labhost.Build(cmd.Context(), spec, labhost.BuildOptions{}, newPrinter(out, g.quiet))
 			if err != nil {
 				return err
 			}
@@ -64,7 +66,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 				User: spec.User, Memory: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)}
 			t0 := time.Now()
 			if !cold && hostsThisMachine(hosts) {
-				if c.Warm, err = classWarmState(cmd.Context(), spec, res, accel, bootTimeout, newStepPrinter(out, g.quiet)); err != nil {
+				if c.Warm, err = classWarmState(cmd.Context(), spec, res, accel, bootTimeout, newPrinter(out, g.quiet)); err != nil {
 					return err
 				}
 			}
@@ -138,7 +140,7 @@ func classResult(out io.Writer, c *class.Class, res *builder.Result, results []c
 		}
 		disk += max(r.DiskBytes, 0)
 	}
-	_ = newStepPrinter(out, false).result(map[string]any{"class": c.Name, "students": len(results), "failed": failed,
+	_ = newPrinter(out, false).Result(map[string]any{"class": c.Name, "students": len(results), "failed": failed,
 		"restored": restored, "seconds": took.Seconds(), "cloneBytes": disk, "imageBytes": res.Record.ImageBytes})
 	if failed > 0 {
 		return exitError(1)
@@ -154,16 +156,16 @@ func hostsThisMachine(hosts []string) bool {
 
 // classWarmState is the warm state a class's hosts here are restored
 // from (made now when the image has none), or "" with a line saying why.
-func classWarmState(ctx context.Context, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *stepPrinter) (string, error) {
+func classWarmState(ctx context.Context, spec *images.Spec, res *builder.Result, accel virt.Accel, bootTimeout time.Duration, p *progress.Printer) (string, error) {
 	conn, err := virt.Connect(ctx, true)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
-	snap, why, _, err := warmState(ctx, conn, spec, nil, res, accel, bootTimeout, p)
+	snap, why, _, err := labhost.WarmState(ctx, conn, spec, nil, res, accel, bootTimeout, p)
 	if err != nil || snap == nil {
 		if why != "" {
-			p.note("cold boots: %s", why)
+			p.Note("cold boots: %s", why)
 		}
 		return "", err
 	}
@@ -214,7 +216,7 @@ func newClassVerifyCmd() *cobra.Command {
 			if suitePath == "" {
 				suitePath = c.Verify
 			}
-			suite, err := loadSuiteFor(suitePath, c.Spec, cmd.ErrOrStderr())
+			suite, err := labhost.SuiteFor(suitePath, c.Spec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
+	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/verify"
 )
@@ -33,13 +34,13 @@ func newImageExportCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := buildImage(cmd.Context(), spec, buildFlags{}, g.quiet, cmd.OutOrStdout())
+			res, err := labhost.Build(cmd.Context(), spec, labhost.BuildOptions{}, newPrinter(cmd.OutOrStdout(), g.quiet))
 			if err != nil {
 				return err
 			}
-			p := newStepPrinter(cmd.OutOrStdout(), g.quiet)
+			p := newPrinter(cmd.OutOrStdout(), g.quiet)
 			var ex *builder.Exported
-			if err := p.timed("export", func() (string, error) {
+			if err := p.Timed("export", func() (string, error) {
 				var err error
 				ex, err = builder.Export(cmd.Context(), res, spec.Name, outDir)
 				return "", err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/internal/warm"
@@ -251,7 +252,7 @@ non-zero when any check fails, naming the failing checks.`,
 			if suitePath == "" {
 				return fmt.Errorf("instance %s has no verify suite; pass --suite FILE", name)
 			}
-			suite, err := loadSuiteFor(suitePath, inst.Spec, cmd.ErrOrStderr())
+			suite, err := labhost.SuiteFor(suitePath, inst.Spec, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

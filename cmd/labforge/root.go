@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
+
+	"github.com/labforge/labforge/internal/progress"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -94,4 +97,12 @@ func checkFlags(cmd *cobra.Command) error {
 		}
 	})
 	return err
+}
+
+// progressJSON is set by the global --progress-json flag.
+var progressJSON bool
+
+// newPrinter is the step printer of a command writing to w.
+func newPrinter(w io.Writer, quiet bool) *progress.Printer {
+	return progress.New(w, quiet, progressJSON)
 }

@@ -1,4 +1,7 @@
-package main
+// Package progress shows the steps of long work to a person (a line per
+// step with its time, a heartbeat every 10 s while one runs, counts where
+// work is counted) or, for tools driving labforge, as JSON lines.
+package progress
 
 import (
 	"encoding/json"
@@ -12,9 +15,9 @@ import (
 	"golang.org/x/term"
 )
 
-// stepPrinter shows each build or boot step with its time, as text or,
+// Printer shows each build or boot step with its time, as text or,
 // for tools that drive labforge, as one JSON object a line.
-type stepPrinter struct {
+type Printer struct {
 	w     io.Writer
 	quiet bool
 	json  bool
@@ -30,11 +33,10 @@ type stepPrinter struct {
 	detail map[string]func() string
 }
 
-// progressJSON is set by the global --progress=json flag.
-var progressJSON bool
-
-func newStepPrinter(w io.Writer, quiet bool) *stepPrinter {
-	p := &stepPrinter{w: w, quiet: quiet, json: progressJSON, start: time.Now(), running: map[string]chan struct{}{}}
+// New is a printer to w: JSON lines when asJSON, else text (only what
+// goes wrong when quiet).
+func New(w io.Writer, quiet, asJSON bool) *Printer {
+	p := &Printer{w: w, quiet: quiet, json: asJSON, start: time.Now(), running: map[string]chan struct{}{}}
 	if f, ok := w.(*os.File); p.json || ok && term.IsTerminal(int(f.Fd())) {
 		p.beat = heartbeat
 	}
@@ -45,8 +47,8 @@ func newStepPrinter(w io.Writer, quiet bool) *stepPrinter {
 // see that work goes on, and how long it has taken.
 const heartbeat = 10 * time.Second
 
-// progressEvent is one line of --progress=json.
-type progressEvent struct {
+// Event is one line of --progress-json.
+type Event struct {
 	Time    time.Time `json:"time"`
 	Step    string    `json:"step"`
 	Event   string    `json:"event"` // start, running, done, failed, note, result
@@ -57,42 +59,42 @@ type progressEvent struct {
 	Result map[string]any `json:"result,omitempty"`
 }
 
-// result ends --progress-json output with what the command made.
-func (p *stepPrinter) result(r map[string]any) error {
-	p.emit(progressEvent{Step: "result", Event: "result", Result: r})
+// Result ends --progress-json output with what the command made.
+func (p *Printer) Result(r map[string]any) error {
+	p.emit(Event{Step: "result", Event: "result", Result: r})
 	return nil
 }
 
-// printf writes one whole line: the heartbeat goroutine writes too.
-func (p *stepPrinter) printf(format string, args ...any) {
+// Printf writes one whole line: the heartbeat goroutine writes too.
+func (p *Printer) Printf(format string, args ...any) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	fmt.Fprintf(p.w, format, args...)
 }
 
-// note says one thing that is not a step (which accelerator, why a boot
-// is cold): a line in text, an event in JSON.
-func (p *stepPrinter) note(format string, args ...any) {
+// Note says one thing that is not a step (which accelerator, why a boot
+// is cold): a line in text, an Event in JSON.
+func (p *Printer) Note(format string, args ...any) {
 	switch {
 	case p.json:
-		p.emit(progressEvent{Step: "note", Event: "note", Note: fmt.Sprintf(format, args...)})
+		p.emit(Event{Step: "note", Event: "note", Note: fmt.Sprintf(format, args...)})
 	case !p.quiet:
-		p.printf("==> "+format+"\n", args...)
+		p.Printf("==> "+format+"\n", args...)
 	}
 }
 
-func (p *stepPrinter) emit(e progressEvent) {
+func (p *Printer) emit(e Event) {
 	e.Time = time.Now().UTC()
 	b, _ := json.Marshal(e)
-	p.printf("%s\n", b)
+	p.Printf("%s\n", b)
 }
 
-func (p *stepPrinter) Start(step string) {
+func (p *Printer) Start(step string) {
 	switch {
 	case p.json:
-		p.emit(progressEvent{Step: step, Event: "start"})
+		p.emit(Event{Step: step, Event: "start"})
 	case !p.quiet:
-		p.printf("==> %s\n", step)
+		p.Printf("==> %s\n", step)
 	}
 	if p.beat > 0 && (p.json || !p.quiet) {
 		stop := make(chan struct{})
@@ -104,7 +106,7 @@ func (p *stepPrinter) Start(step string) {
 }
 
 // beatUntil says every p.beat that step still runs, until stop closes.
-func (p *stepPrinter) beatUntil(step string, stop chan struct{}, t0 time.Time) {
+func (p *Printer) beatUntil(step string, stop chan struct{}, t0 time.Time) {
 	t := time.NewTicker(p.beat)
 	defer t.Stop()
 	for {
@@ -124,19 +126,19 @@ func (p *stepPrinter) beatUntil(step string, stop chan struct{}, t0 time.Time) {
 				note = d()
 			}
 			if p.json {
-				p.emit(progressEvent{Step: step, Event: "running", Seconds: time.Since(t0).Round(time.Second).Seconds(), Note: note})
+				p.emit(Event{Step: step, Event: "running", Seconds: time.Since(t0).Round(time.Second).Seconds(), Note: note})
 			} else {
 				if note != "" {
 					note = ": " + note
 				}
-				p.printf("    ... %s, %s so far%s\n", step, time.Since(t0).Round(time.Second), note)
+				p.Printf("    ... %s, %s so far%s\n", step, time.Since(t0).Round(time.Second), note)
 			}
 			p.mu.Unlock()
 		}
 	}
 }
 
-func (p *stepPrinter) Done(step string, d time.Duration, note string, err error) {
+func (p *Printer) Done(step string, d time.Duration, note string, err error) {
 	p.mu.Lock()
 	if stop, ok := p.running[step]; ok {
 		close(stop)
@@ -144,7 +146,7 @@ func (p *stepPrinter) Done(step string, d time.Duration, note string, err error)
 	}
 	p.mu.Unlock()
 	if p.json {
-		e := progressEvent{Step: step, Event: "done", Seconds: d.Seconds(), Note: note}
+		e := Event{Step: step, Event: "done", Seconds: d.Seconds(), Note: note}
 		if err != nil {
 			e.Event, e.Error = "failed", err.Error()
 		}
@@ -161,11 +163,11 @@ func (p *stepPrinter) Done(step string, d time.Duration, note string, err error)
 	if note != "" {
 		note = " (" + note + ")"
 	}
-	p.printf("    %s %s in %s%s\n", step, status, d.Round(100*time.Millisecond), note)
+	p.Printf("    %s %s in %s%s\n", step, status, d.Round(100*time.Millisecond), note)
 }
 
 // setDetail makes the heartbeats of step say what detail returns.
-func (p *stepPrinter) setDetail(step string, detail func() string) {
+func (p *Printer) setDetail(step string, detail func() string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.detail == nil {
@@ -174,16 +176,16 @@ func (p *stepPrinter) setDetail(step string, detail func() string) {
 	p.detail[step] = detail
 }
 
-// counted runs fn as a printed step whose heartbeats say how many of n
+// Counted runs fn as a printed step whose heartbeats say how many of n
 // items are done; fn calls the func it is given as each one finishes.
-func (p *stepPrinter) counted(step, unit string, n int, fn func(done func()) (string, error)) error {
+func (p *Printer) Counted(step, unit string, n int, fn func(done func()) (string, error)) error {
 	var k atomic.Int64
 	p.setDetail(step, func() string { return fmt.Sprintf("%d of %d %s", k.Load(), n, unit) })
-	return p.timed(step, func() (string, error) { return fn(func() { k.Add(1) }) })
+	return p.Timed(step, func() (string, error) { return fn(func() { k.Add(1) }) })
 }
 
-// timed runs fn as a printed step.
-func (p *stepPrinter) timed(step string, fn func() (string, error)) error {
+// Timed runs fn as a printed step.
+func (p *Printer) Timed(step string, fn func() (string, error)) error {
 	p.Start(step)
 	t0 := time.Now()
 	note, err := fn()
@@ -191,11 +193,11 @@ func (p *stepPrinter) timed(step string, fn func() (string, error)) error {
 	return err
 }
 
-// phased runs fn as a printed step whose heartbeats say which phase of it
+// Phased runs fn as a printed step whose heartbeats say which phase of it
 // runs; fn calls the func it is given as each phase starts.
-func (p *stepPrinter) phased(step string, fn func(phase func(string)) (string, error)) error {
+func (p *Printer) Phased(step string, fn func(phase func(string)) (string, error)) error {
 	var cur atomic.Value
 	cur.Store("")
 	p.setDetail(step, func() string { return cur.Load().(string) })
-	return p.timed(step, func() (string, error) { return fn(func(s string) { cur.Store(s) }) })
+	return p.Timed(step, func() (string, error) { return fn(func(s string) { cur.Store(s) }) })
 }
