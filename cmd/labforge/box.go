@@ -13,6 +13,7 @@ import (
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/progress"
 	"github.com/labforge/labforge/internal/virt"
 )
 
@@ -94,7 +95,7 @@ CPUs come from the spec (vm:), or from --memory and --cpus.`,
 			}); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "%s (%s; disk %s virtual, box.img %s)\n", box.Path, humanBytes(box.Bytes), humanBytes(box.VirtualSize), humanBytes(box.ImageBytes))
+			fmt.Fprintf(w, "%s (%s; disk %s virtual, box.img %s)\n", box.Path, progress.Bytes(box.Bytes), progress.Bytes(box.VirtualSize), progress.Bytes(box.ImageBytes))
 			fmt.Fprintf(w, "vagrant box add --name %s %s\n", name, box.Path)
 			return nil
 		},

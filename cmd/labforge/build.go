@@ -7,6 +7,7 @@ import (
 
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/labhost"
+	"github.com/labforge/labforge/internal/progress"
 )
 
 type buildFlags struct {
@@ -35,9 +36,9 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 					"image": res.Image, "key": res.Key, "cached": res.Cached, "bytes": res.Record.ImageBytes, "layers": len(res.Record.Layers)})
 			}
 			if n := len(res.Record.Layers); n > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%d layers on a %s base disk)\n", res.Image, n, humanBytes(res.Record.ImageBytes))
+				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%d layers on a %s base disk)\n", res.Image, n, progress.Bytes(res.Record.ImageBytes))
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%s)\n", res.Image, humanBytes(res.Record.ImageBytes))
+				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%s)\n", res.Image, progress.Bytes(res.Record.ImageBytes))
 			}
 			return nil
 		},
@@ -57,14 +58,4 @@ func loadSpec(args []string) (*images.Spec, error) {
 		path = args[0]
 	}
 	return images.Load(path)
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d B", n)
 }

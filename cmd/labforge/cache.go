@@ -11,6 +11,7 @@ import (
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/progress"
 	"github.com/labforge/labforge/internal/warm"
 )
 
@@ -30,9 +31,9 @@ func newCacheCmd() *cobra.Command {
 			var total int64
 			for _, e := range entries {
 				total += e.Bytes
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Key, humanBytes(e.Bytes), time.Since(e.Used).Round(time.Minute), e.Spec)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Key, progress.Bytes(e.Bytes), time.Since(e.Used).Round(time.Minute), e.Spec)
 			}
-			fmt.Fprintf(tw, "total\t\t%s\t\t\n", humanBytes(total))
+			fmt.Fprintf(tw, "total\t\t%s\t\t\n", progress.Bytes(total))
 			return tw.Flush()
 		},
 	})
@@ -62,9 +63,9 @@ func newCacheCmd() *cobra.Command {
 			var freed int64
 			for _, e := range removed {
 				freed += e.Bytes
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s (%s)\n", e.Kind, e.Key, humanBytes(e.Bytes))
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s (%s)\n", e.Kind, e.Key, progress.Bytes(e.Bytes))
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "freed %s\n", humanBytes(freed))
+			fmt.Fprintf(cmd.OutOrStdout(), "freed %s\n", progress.Bytes(freed))
 			return err
 		},
 	}

@@ -84,7 +84,7 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 					fmt.Fprintf(out, "golden image %s already on %s\n", u.Volume, virt.Label(u.Host))
 					continue
 				}
-				fmt.Fprintf(out, "golden image %s uploaded to %s in %s (%s)\n", u.Volume, virt.Label(u.Host), u.Took.Round(100*time.Millisecond), humanBytes(u.Bytes))
+				fmt.Fprintf(out, "golden image %s uploaded to %s in %s (%s)\n", u.Volume, virt.Label(u.Host), u.Took.Round(100*time.Millisecond), progress.Bytes(u.Bytes))
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "STUDENT\tHOST\tSTATUS\tSSH\tUP IN\tCLONE DISK")
@@ -103,12 +103,12 @@ func newClassCreateCmd(g *globalFlags) *cobra.Command {
 				if r.Cold != "" {
 					fmt.Fprintf(os.Stderr, "labforge: %s: booted from cold: %s\n", r.Student, r.Cold)
 				}
-				fmt.Fprintf(tw, "%s\t%s\tup\t127.0.0.1:%d\t%s\t%s\n", r.Student, virt.Label(r.Host), r.Instance.SSHPort, r.Took.Round(time.Second), humanBytes(r.DiskBytes))
+				fmt.Fprintf(tw, "%s\t%s\tup\t127.0.0.1:%d\t%s\t%s\n", r.Student, virt.Label(r.Host), r.Instance.SSHPort, r.Took.Round(time.Second), progress.Bytes(r.DiskBytes))
 			}
 			tw.Flush()
 			fmt.Fprintf(out, "class %s: %d of %d hosts up in %s on %d hypervisor(s); clones take %s in all on top of the %s golden image\nroster: %s\n",
-				c.Name, len(results)-failed, len(results), took.Round(time.Second), len(used), humanBytes(disk),
-				humanBytes(res.Record.ImageBytes), filepath.Join(class.Dir(c.Name), "roster.md"))
+				c.Name, len(results)-failed, len(results), took.Round(time.Second), len(used), progress.Bytes(disk),
+				progress.Bytes(res.Record.ImageBytes), filepath.Join(class.Dir(c.Name), "roster.md"))
 			if err != nil {
 				return err
 			}
@@ -188,14 +188,14 @@ func newClassStatusCmd() *cobra.Command {
 			for _, st := range class.Status(cmd.Context(), c) {
 				mem, from := "-", "cold boot"
 				if st.Memory > 0 {
-					mem, total = humanBytes(int64(st.Memory)), total+st.Memory
+					mem, total = progress.Bytes(int64(st.Memory)), total+st.Memory
 				}
 				if st.Restored != "" {
 					from = "warm state"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Student, st.Host, st.State, st.SSH, mem, from)
 			}
-			fmt.Fprintf(tw, "total\t\t\t\t%s\t\n", humanBytes(int64(total)))
+			fmt.Fprintf(tw, "total\t\t\t\t%s\t\n", progress.Bytes(int64(total)))
 			return tw.Flush()
 		},
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/progress"
 	"github.com/labforge/labforge/verify"
 )
 
@@ -47,7 +48,7 @@ func newImageExportCmd(g *globalFlags) *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\nsha256 %s\nrecord %s\n", ex.Image, humanBytes(ex.Bytes), ex.SHA256, ex.Record)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (%s)\nsha256 %s\nrecord %s\n", ex.Image, progress.Bytes(ex.Bytes), ex.SHA256, ex.Record)
 			return nil
 		},
 	}

@@ -44,7 +44,7 @@ through libvirt with a copy-on-write overlay, and verifies them over SSH.`,
 	root.PersistentFlags().BoolVar(&progressJSON, "progress-json", false, "report build and boot steps as JSON lines (for tools driving labforge)")
 	root.AddCommand(
 		newBuildCmd(g), newUpCmd(g), newStartCmd(), newStopCmd(), newDownCmd(), newSSHCmd(), newVerifyCmd(),
-		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(g), newClassCmd(g), newCacheCmd(),
+		newListCmd(), newDoctorCmd(), newVersionCmd(), newImageCmd(g), newBoxCmd(g), newBenchCmd(), newClassCmd(g), newCacheCmd(),
 		newLabCmd(), newCICmd(g), newSchemaCmd(),
 	)
 	// cobra's own completion command prints its help for a shell it does

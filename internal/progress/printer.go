@@ -201,3 +201,14 @@ func (p *Printer) Phased(step string, fn func(phase func(string)) (string, error
 	p.setDetail(step, func() string { return cur.Load().(string) })
 	return p.Timed(step, func() (string, error) { return fn(func(s string) { cur.Store(s) }) })
 }
+
+// Bytes is n for a person: GiB, MiB or bytes.
+func Bytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d B", n)
+}

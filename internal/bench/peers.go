@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/labforge/labforge/builder"
@@ -26,14 +25,25 @@ import (
 	"github.com/labforge/labforge/provision"
 )
 
-// peerBench runs labforge and its peers on the same work, in one run, and
-// keeps every run's log in dir.
-type peerBench struct {
-	self     string // this labforge binary
-	spec     string // the bench spec, copied into dir
-	dir      string
-	students int
-	checks   int
+// Peers runs labforge and its peers on the same work, in one run, and
+// keeps every run's log in Dir:
+//
+//  1. rebuild after changing the last step: labforge (layer cache) vs
+//     Packer's QEMU builder (same base disk, same step scripts, same seal);
+//  2. boot to SSH-ready: labforge up vs vagrant up of the exported box, with
+//     each guest's own systemd-analyze;
+//  3. N checks on a running host: labforge verify vs one ssh per check;
+//  4. a class: linked clones (labforge class create) vs full copies;
+//  5. the exported image: labforge image export vs Packer's output.
+//
+// labforge runs as a program (Self), as a user would run it; its figures
+// come from its --progress-json results.
+type Peers struct {
+	Self     string // the labforge binary
+	Dir      string
+	Students int
+	Checks   int
+	spec     string // the bench spec, copied into Dir
 	rows     []benchRow
 }
 
@@ -43,61 +53,20 @@ type benchRow struct {
 	ratio                         float64 // ours / peer; 0 when not a ratio
 }
 
-func newBenchPeersCmd() *cobra.Command {
-	var b peerBench
-	var out string
-	cmd := &cobra.Command{
-		Use:   "peers [SPEC]",
-		Short: "labforge against Packer, Vagrant and an ssh loop on the same work, in one run",
-		Long: `bench peers measures, in one run on this machine, labforge and the tools lab
-hosts are made with today, on the same base disk and the same provisioning:
-
-  1. rebuild after changing the last step: labforge (layer cache) vs Packer's
-     QEMU builder (same base disk, same step scripts, same seal);
-  2. boot to SSH-ready: labforge up vs vagrant up of the exported box, with
-     each guest's own systemd-analyze;
-  3. 100 checks on a running host: labforge verify vs one ssh per check;
-  4. a class of 8: linked clones (labforge class create) vs full copies;
-  5. the exported image: labforge image export vs Packer's output.
-
-Needs packer (1.6), vagrant and vagrant-libvirt (Debian packages). Every
-command's output is kept in the output directory; the table is printed and
-written there as table.md.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			spec := "bench/peers.yaml"
-			if len(args) == 1 {
-				spec = args[0]
-			}
-			if out == "" {
-				out = filepath.Join(paths.State(), "bench", time.Now().Format("20060102-150405"))
-			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			b.self, b.dir = self, out
-			return b.run(cmd.Context(), cmd.OutOrStdout(), spec)
-		},
-	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "directory for the logs and table (default STATE/bench/TIME)")
-	cmd.Flags().IntVar(&b.students, "students", 8, "class size for the clone measure")
-	cmd.Flags().IntVar(&b.checks, "checks", 100, "checks for the verify measure")
-	return cmd
-}
-
-func (b *peerBench) run(ctx context.Context, out io.Writer, specPath string) error {
+// Run measures the spec at specPath and prints the table (also written
+// to Dir as table.md).
+func (b *Peers) Run(ctx context.Context, out io.Writer, specPath string) error {
 	for _, tool := range []string{"packer", "vagrant", "ssh", "qemu-img"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("bench peers needs %s (Debian: apt-get install packer vagrant vagrant-libvirt dnsmasq-base)", tool)
 		}
 	}
-	if err := os.MkdirAll(b.dir, 0o755); err != nil {
+	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "bench peers: logs in %s\n", b.dir)
+	fmt.Fprintf(out, "bench peers: logs in %s\n", b.Dir)
 	// A private copy of the spec: the rebuild measure edits its last step.
-	specDir := filepath.Join(b.dir, "spec")
+	specDir := filepath.Join(b.Dir, "spec")
 	if err := os.CopyFS(specDir, os.DirFS(filepath.Dir(specPath))); err != nil {
 		return err
 	}
@@ -128,8 +97,8 @@ func (b *peerBench) run(ctx context.Context, out io.Writer, specPath string) err
 }
 
 // exec runs a command with its output in dir/log and returns its time.
-func (b *peerBench) exec(ctx context.Context, log string, env []string, name string, args ...string) (time.Duration, string, error) {
-	f, err := os.OpenFile(filepath.Join(b.dir, log), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func (b *Peers) exec(ctx context.Context, log string, env []string, name string, args ...string) (time.Duration, string, error) {
+	f, err := os.OpenFile(filepath.Join(b.Dir, log), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, "", err
 	}
@@ -144,22 +113,22 @@ func (b *peerBench) exec(ctx context.Context, log string, env []string, name str
 	took := time.Since(t0)
 	fmt.Fprintf(f, "# %s, %v\n", took.Round(time.Millisecond), err)
 	if err != nil {
-		return took, buf.String(), fmt.Errorf("%s %s: %w (log %s)", name, strings.Join(args, " "), err, filepath.Join(b.dir, log))
+		return took, buf.String(), fmt.Errorf("%s %s: %w (log %s)", name, strings.Join(args, " "), err, filepath.Join(b.Dir, log))
 	}
 	return took, buf.String(), nil
 }
 
-func (b *peerBench) labforge(ctx context.Context, log string, args ...string) (time.Duration, string, error) {
-	return b.exec(ctx, log, nil, b.self, args...)
+func (b *Peers) labforge(ctx context.Context, log string, args ...string) (time.Duration, string, error) {
+	return b.exec(ctx, log, nil, b.Self, args...)
 }
 
-func (b *peerBench) add(measure, ours, peer, tool string, ratio float64) {
+func (b *Peers) add(measure, ours, peer, tool string, ratio float64) {
 	b.rows = append(b.rows, benchRow{measure, ours, peer, tool, ratio})
 }
 
 // rebuild: labforge's layer cache against Packer's full rebuild, after the
 // same change to the last step. Also measure 5, the exported image.
-func (b *peerBench) rebuild(ctx context.Context, spec *images.Spec) error {
+func (b *Peers) rebuild(ctx context.Context, spec *images.Spec) error {
 	if _, _, err := b.labforge(ctx, "labforge-build.log", "build", b.spec); err != nil {
 		return err
 	}
@@ -181,25 +150,25 @@ func (b *peerBench) rebuild(ctx context.Context, spec *images.Spec) error {
 	if err != nil {
 		return err
 	}
-	peer, _, err := b.exec(ctx, "packer.log", []string{"PACKER_LOG=1", "CHECKPOINT_DISABLE=1", "PACKER_CACHE_DIR=" + filepath.Join(b.dir, "packer", "cache")}, "packer", "build", "-color=false", tmpl)
+	peer, _, err := b.exec(ctx, "packer.log", []string{"PACKER_LOG=1", "CHECKPOINT_DISABLE=1", "PACKER_CACHE_DIR=" + filepath.Join(b.Dir, "packer", "cache")}, "packer", "build", "-color=false", tmpl)
 	if err != nil {
 		return err
 	}
 	b.add("rebuild after changing the last step", fmtDur(ours), fmtDur(peer), "Packer 1.6 QEMU builder (full build)", ours.Seconds()/peer.Seconds())
 
 	// 5. The exported image of the same content.
-	if _, _, err := b.labforge(ctx, "labforge-export.log", "image", "export", b.spec, "-o", filepath.Join(b.dir, "export")); err != nil {
+	if _, _, err := b.labforge(ctx, "labforge-export.log", "image", "export", b.spec, "-o", filepath.Join(b.Dir, "export")); err != nil {
 		return err
 	}
-	ourSize, err := fileSize(filepath.Join(b.dir, "export", spec.Name+".qcow2"))
+	ourSize, err := fileSize(filepath.Join(b.Dir, "export", spec.Name+".qcow2"))
 	if err != nil {
 		return err
 	}
-	peerSize, err := fileSize(filepath.Join(b.dir, "packer", "output", spec.Name+".qcow2"))
+	peerSize, err := fileSize(filepath.Join(b.Dir, "packer", "output", spec.Name+".qcow2"))
 	if err != nil {
 		return err
 	}
-	b.add("exported image, same content", humanBytes(ourSize), humanBytes(peerSize), "Packer output (disk_compression)", float64(ourSize)/float64(peerSize))
+	b.add("exported image, same content", progress.Bytes(ourSize), progress.Bytes(peerSize), "Packer output (disk_compression)", float64(ourSize)/float64(peerSize))
 	return nil
 }
 
@@ -254,8 +223,8 @@ func baseDisk(ctx context.Context, spec *images.Spec) (string, error) {
 // packerTemplate writes a Packer JSON template doing what labforge does:
 // boot the base disk under QEMU with a NoCloud seed, upload the steps'
 // files, run each step as root, then seal with labforge's own seal script.
-func (b *peerBench) packerTemplate(spec *images.Spec, base string) (string, error) {
-	dir := filepath.Join(b.dir, "packer")
+func (b *Peers) packerTemplate(spec *images.Spec, base string) (string, error) {
+	dir := filepath.Join(b.Dir, "packer")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -375,7 +344,7 @@ func resultSeconds(out, key string) (time.Duration, error) {
 // boot: labforge up against vagrant up of the same image, each guest's own
 // boot time beside it; measure 3 runs on the labforge guest before it goes
 // down, so that Vagrant boots alone.
-func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
+func (b *Peers) boot(ctx context.Context, spec *images.Spec) error {
 	const name = "bench-peers"
 	b.labforge(ctx, "labforge-up.log", "down", name) //nolint:errcheck // nothing to stop is fine
 	defer b.labforge(context.WithoutCancel(ctx), "labforge-up.log", "down", name)
@@ -386,7 +355,7 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	}
 	ready, err := resultSeconds(out, "sshReadySeconds")
 	if err != nil {
-		return fmt.Errorf("up: %w (log %s)", err, filepath.Join(b.dir, "labforge-up.log"))
+		return fmt.Errorf("up: %w (log %s)", err, filepath.Join(b.Dir, "labforge-up.log"))
 	}
 	_, ourGuest, err := b.labforge(ctx, "labforge-up.log", "ssh", "-n", name, "--", "systemctl is-system-running --wait >/dev/null; systemd-analyze")
 	if err != nil {
@@ -398,15 +367,15 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	if err != nil {
 		return err
 	}
-	suite, err := benchSuite(b.checks)
+	suite, err := benchSuite(b.Checks)
 	if err != nil {
 		return err
 	}
-	vt, err := measureVerify(ctx, inst, suite, filepath.Join(b.dir, "ssh-loop.log"))
+	vt, err := measureVerify(ctx, inst, suite, filepath.Join(b.Dir, "ssh-loop.log"))
 	if err != nil {
 		return err
 	}
-	b.add(fmt.Sprintf("%d checks on a running host", b.checks), fmtDur(vt.batch), fmtDur(vt.peer), "ssh host cmd, one per check", vt.batch.Seconds()/vt.peer.Seconds())
+	b.add(fmt.Sprintf("%d checks on a running host", b.Checks), fmtDur(vt.batch), fmtDur(vt.peer), "ssh host cmd, one per check", vt.batch.Seconds()/vt.peer.Seconds())
 	if _, _, err := b.labforge(ctx, "labforge-up.log", "down", name); err != nil {
 		return err
 	}
@@ -417,7 +386,7 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	}
 	readyWarm, err := resultSeconds(out, "sshReadySeconds")
 	if err != nil {
-		return fmt.Errorf("up: %w (log %s)", err, filepath.Join(b.dir, "labforge-up.log"))
+		return fmt.Errorf("up: %w (log %s)", err, filepath.Join(b.Dir, "labforge-up.log"))
 	}
 	// Vagrant boots with no other guest running.
 	if _, _, err := b.labforge(ctx, "labforge-up.log", "down", name); err != nil {
@@ -425,12 +394,12 @@ func (b *peerBench) boot(ctx context.Context, spec *images.Spec) error {
 	}
 
 	// The peer: the same image as a Vagrant box, booted by vagrant-libvirt.
-	box := filepath.Join(b.dir, "vagrant", spec.Name+".box")
+	box := filepath.Join(b.Dir, "vagrant", spec.Name+".box")
 	boxName := "labforge-bench/" + spec.Name
 	if _, _, err := b.labforge(ctx, "labforge-box.log", "box", "export", b.spec, "-o", box, "--name", boxName); err != nil {
 		return err
 	}
-	vdir := filepath.Join(b.dir, "vagrant")
+	vdir := filepath.Join(b.Dir, "vagrant")
 	vagrantfile := fmt.Sprintf(`Vagrant.configure("2") do |config|
   config.vm.box = %q
   config.ssh.insert_key = true
@@ -467,7 +436,7 @@ end
 	return nil
 }
 
-func (b *peerBench) vagrantCleanup(ctx context.Context, env []string, boxName string) {
+func (b *Peers) vagrantCleanup(ctx context.Context, env []string, boxName string) {
 	b.exec(ctx, "vagrant.log", env, "vagrant", "destroy", "-f")                              //nolint:errcheck
 	b.exec(ctx, "vagrant.log", env, "vagrant", "box", "remove", "--force", "--all", boxName) //nolint:errcheck
 	// vagrant-libvirt keeps the box's disk in the default pool.
@@ -520,35 +489,35 @@ func guestBoot(out string) string {
 
 // class: N linked clones booted by labforge against N full copies of the
 // golden image (made, not booted: the copy is the cost that differs).
-func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
+func (b *Peers) class(ctx context.Context, spec *images.Spec) error {
 	const name = "bench-peers"
 	b.labforge(ctx, "labforge-class.log", "class", "destroy", name) //nolint:errcheck
 	defer b.labforge(context.WithoutCancel(ctx), "labforge-class.log", "class", "destroy", name)
-	n := fmt.Sprint(b.students)
+	n := fmt.Sprint(b.Students)
 	_, out, err := b.labforge(ctx, "labforge-class.log", "class", "create", name, "--spec", b.spec, "--students", n, "--parallel", n, "--boot-timeout", "45m", "--progress-json")
 	if err != nil {
 		return err
 	}
 	took, err := resultSeconds(out, "seconds")
 	if err != nil {
-		return fmt.Errorf("class create: %w (log %s)", err, filepath.Join(b.dir, "labforge-class.log"))
+		return fmt.Errorf("class create: %w (log %s)", err, filepath.Join(b.Dir, "labforge-class.log"))
 	}
 	clones, err := resultNumber(out, "cloneBytes")
 	if err != nil {
-		return fmt.Errorf("class create: %w (log %s)", err, filepath.Join(b.dir, "labforge-class.log"))
+		return fmt.Errorf("class create: %w (log %s)", err, filepath.Join(b.Dir, "labforge-class.log"))
 	}
 	golden, err := builder.Build(ctx, spec, builder.Options{CacheDir: paths.Cache()})
 	if err != nil {
 		return err
 	}
-	copies := filepath.Join(b.dir, "full-copies")
+	copies := filepath.Join(b.Dir, "full-copies")
 	if err := os.MkdirAll(copies, 0o755); err != nil {
 		return err
 	}
 	defer os.RemoveAll(copies)
 	t0 := time.Now()
 	var total int64
-	for i := 1; i <= b.students; i++ {
+	for i := 1; i <= b.Students; i++ {
 		dst := filepath.Join(copies, fmt.Sprintf("s%02d.qcow2", i))
 		if _, _, err := b.exec(ctx, "full-copies.log", nil, "qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", golden.Image, dst); err != nil {
 			return err
@@ -556,12 +525,12 @@ func (b *peerBench) class(ctx context.Context, spec *images.Spec) error {
 		total += fsx.Allocated(dst)
 	}
 	copyTook := time.Since(t0)
-	b.add(fmt.Sprintf("class of %d: disk of the clones", b.students), humanBytes(int64(clones)), humanBytes(total), "full copies (qemu-img convert)", 0)
-	b.add(fmt.Sprintf("class of %d: creation", b.students), fmtDur(took)+" (booted)", fmtDur(copyTook)+" (copies only, not booted)", "full copies (qemu-img convert)", 0)
+	b.add(fmt.Sprintf("class of %d: disk of the clones", b.Students), progress.Bytes(int64(clones)), progress.Bytes(total), "full copies (qemu-img convert)", 0)
+	b.add(fmt.Sprintf("class of %d: creation", b.Students), fmtDur(took)+" (booted)", fmtDur(copyTook)+" (copies only, not booted)", "full copies (qemu-img convert)", 0)
 	return nil
 }
 
-func (b *peerBench) table(out io.Writer, spec *images.Spec) error {
+func (b *Peers) table(out io.Writer, spec *images.Spec) error {
 	var md strings.Builder
 	fmt.Fprintf(&md, "labforge bench peers, %s, %s (%s): %s\n\n", time.Now().Format("2006-01-02"), hostSummary(), kernelRelease(), spec.Name)
 	md.WriteString("| measure | labforge | peer | peer tool | labforge / peer |\n| --- | --- | --- | --- | --- |\n")
@@ -578,8 +547,8 @@ func (b *peerBench) table(out io.Writer, spec *images.Spec) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "logs and table.md: %s\n", b.dir)
-	return os.WriteFile(filepath.Join(b.dir, "table.md"), []byte(md.String()), 0o644)
+	fmt.Fprintf(out, "logs and table.md: %s\n", b.Dir)
+	return os.WriteFile(filepath.Join(b.Dir, "table.md"), []byte(md.String()), 0o644)
 }
 
 func kernelRelease() string {
