@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/runx"
 	"github.com/labforge/labforge/internal/virt"
 )
@@ -129,7 +130,7 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (box 
 	if err := os.Chmod(part, 0o644); err != nil {
 		return nil, err
 	}
-	if err := syncFile(part); err != nil {
+	if err := fsx.Sync(part); err != nil {
 		return nil, err
 	}
 	st, err := os.Stat(part)
@@ -143,7 +144,7 @@ func ExportBox(ctx context.Context, image, out, work string, o BoxOptions) (box 
 	if err := os.Rename(part, out); err != nil {
 		return nil, err
 	}
-	if err := syncFile(filepath.Dir(out)); err != nil {
+	if err := fsx.Sync(filepath.Dir(out)); err != nil {
 		return nil, err
 	}
 	return &Box{Path: out, Bytes: st.Size(), VirtualSize: vsize, ImageBytes: ist.Size()}, nil

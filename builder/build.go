@@ -133,7 +133,7 @@ func Build(ctx context.Context, spec *images.Spec, opts Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(imageRecordPath(res.Image), append(data, '\n')); err != nil {
+	if err := fsx.WriteAtomic(imageRecordPath(res.Image), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -436,7 +436,7 @@ func (b *build) run(ctx context.Context, base images.Base, img string, arts *art
 	// The record is written last: an image without one is not finished.
 	// The image reaches the disk before its name does, so a power cut
 	// cannot leave a record beside an image of zeros.
-	if err := syncFile(tmp); err != nil {
+	if err := fsx.Sync(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, img); err != nil {
@@ -471,7 +471,7 @@ func writeRecord(img string, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(recordPath(img), append(data, '\n'))
+	return fsx.WriteAtomic(recordPath(img), append(data, '\n'), 0o644)
 }
 
 // idsFor derives the disk's identifiers from the spec hash.

@@ -64,66 +64,25 @@ func Export(ctx context.Context, res *Result, name, outDir string) (ex *Exported
 	}
 	// The image goes first, its sidecars after, the sha256 last: no
 	// sidecar ever describes an image that is not there yet.
-	if err := syncFile(tmp); err != nil {
+	if err := fsx.Sync(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, err
 	}
 	recPath := filepath.Join(outDir, name+".json")
-	if err := writeAtomic(recPath, append(data, '\n')); err != nil {
+	if err := fsx.WriteAtomic(recPath, append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	if m, err := os.ReadFile(manifestPath(res.Image)); err == nil {
-		if err := writeAtomic(filepath.Join(outDir, name+".tree"), m); err != nil {
+		if err := fsx.WriteAtomic(filepath.Join(outDir, name+".tree"), m, 0o644); err != nil {
 			return nil, err
 		}
 	}
-	if err := writeAtomic(out+".sha256", []byte(sum+"  "+filepath.Base(out)+"\n")); err != nil {
+	if err := fsx.WriteAtomic(out+".sha256", []byte(sum+"  "+filepath.Base(out)+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return &Exported{Image: out, SHA256: sum, Record: recPath, Bytes: st.Size()}, nil
-}
-
-// writeAtomic writes data to path whole or not at all, through a
-// temporary file of its own that reaches the disk before the rename.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// The rename itself reaches the disk with the directory.
-	return syncFile(filepath.Dir(path))
-}
-
-// syncFile flushes a file another program wrote (or a directory whose
-// entries changed) to the disk.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // mkdirUndo makes dir and its missing parents for an export, and returns

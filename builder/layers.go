@@ -89,10 +89,10 @@ func writeLayerMeta(l layer, parent string, took time.Duration) error {
 		return err
 	}
 	// The record marks the layer finished: it must never be half there.
-	if err := syncFile(l.Path); err != nil {
+	if err := fsx.Sync(l.Path); err != nil {
 		return err
 	}
-	return writeAtomic(l.record(), append(data, '\n'))
+	return fsx.WriteAtomic(l.record(), append(data, '\n'), 0o644)
 }
 
 // checkLayer verifies a cached layer against its record.

@@ -4,12 +4,13 @@ import (
 	"crypto/sha256"
 	"flag"
 	"fmt"
-	"github.com/labforge/labforge/internal/runx"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/labforge/labforge/internal/runx"
 
 	"github.com/labforge/labforge/builder/family"
 	"github.com/labforge/labforge/images"

@@ -126,7 +126,7 @@ func ensureRootfs(ctx context.Context, cacheDir string, r rootfsSpec, log io.Wri
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", false, fmt.Errorf("store root fs in cache: %w", err)
 	}
-	if err := syncFile(filepath.Dir(dir)); err != nil {
+	if err := fsx.Sync(filepath.Dir(dir)); err != nil {
 		return "", false, err
 	}
 	return dir, false, nil

@@ -24,18 +24,33 @@ func (v Env) hintsPath(e *Exercise) string { return path.Join(v.status(), e.ID+"
 type hintStages map[string]int
 
 func (v Env) readStages(ctx context.Context, h Host, e *Exercise) hintStages {
+	st, _ := v.readRecords(ctx, h, e)
+	return st
+}
+
+// readRecords reads e's hint stages and last check in one round trip.
+func (v Env) readRecords(ctx context.Context, h Host, e *Exercise) (hintStages, Progress) {
 	st := hintStages{}
-	res, err := h.Run(ctx, "cat "+runx.Quote(v.hintsPath(e))+" 2>/dev/null || true")
+	res, err := h.Run(ctx, "cat "+runx.Quote(v.hintsPath(e))+" 2>/dev/null; echo "+recordSep+"; cat "+runx.Quote(path.Join(v.status(), e.ID))+" 2>/dev/null; true")
 	if err != nil {
-		return st
+		return st, Progress{}
 	}
-	for _, line := range strings.Split(res.Stdout, "\n") {
+	hints, last, _ := strings.Cut(res.Stdout, recordSep+"\n")
+	parseStages(hints, st)
+	var p Progress
+	p.parseCheck(last)
+	return st, p
+}
+
+const recordSep = "--- labforge record"
+
+func parseStages(text string, st hintStages) {
+	for _, line := range strings.Split(text, "\n") {
 		n, name, ok := strings.Cut(line, "\t")
 		if c, err := strconv.Atoi(n); ok && err == nil {
 			st[name] = c
 		}
 	}
-	return st
 }
 
 // stagesText is the record of st, in the checks' order.

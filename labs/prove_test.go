@@ -212,3 +212,54 @@ func TestHintStages(t *testing.T) {
 		t.Fatalf("after labs hint: %q", got)
 	}
 }
+
+// What the class dashboard reads: started, failing with its runs and hint
+// stage, passed; the records of a reset exercise are gone.
+func TestProgressRecords(t *testing.T) {
+	ctx := context.Background()
+	h := LocalHost{}
+	env := Env{Status: t.TempDir(), User: "root"}
+	t.Setenv("HOME", t.TempDir())
+	flag := filepath.Join(t.TempDir(), "done")
+	zero := 0
+	e := &Exercise{ID: "t-progress", Reset: "true", Setup: "true", Checks: []verify.Check{
+		{Name: "done", Type: verify.TypeCommand, Command: "test -e " + flag, Retries: &zero}}}
+	other := &Exercise{ID: "t-other"}
+	c := &Course{Exercises: []*Exercise{e, other}}
+	read := func() Progress {
+		res, err := h.Run(ctx, env.ProgressCommand())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := ParseProgress(c, res.Stdout)
+		if len(ps) != 2 || ps[1].State() != "not started" {
+			t.Fatalf("progress %+v", ps)
+		}
+		return ps[0]
+	}
+	if p := read(); p.State() != "not started" {
+		t.Fatalf("before start: %+v", p)
+	}
+	if _, err := env.Start(ctx, h, e); err != nil {
+		t.Fatal(err)
+	}
+	if p := read(); p.State() != "started" || p.Started.IsZero() {
+		t.Fatalf("after start: %+v", p)
+	}
+	env.Check(ctx, h, e, false, verify.Options{})
+	env.Check(ctx, h, e, false, verify.Options{})
+	if p := read(); p.State() != "failing" || p.Attempts != 2 || p.HintStage != 2 || p.Passed != 0 || p.Checks != 1 {
+		t.Fatalf("after two failing checks: %+v", p)
+	}
+	os.WriteFile(flag, nil, 0o644)
+	env.Check(ctx, h, e, false, verify.Options{})
+	if p := read(); p.State() != "passed" || p.Attempts != 3 || p.Activity.IsZero() {
+		t.Fatalf("after the passing check: %+v", p)
+	}
+	if _, err := env.Reset(ctx, h, e); err != nil {
+		t.Fatal(err)
+	}
+	if p := read(); p.State() != "not started" {
+		t.Fatalf("after reset: %+v", p)
+	}
+}

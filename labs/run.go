@@ -280,6 +280,9 @@ func (v Env) Start(ctx context.Context, h Host, e *Exercise) (string, error) {
 			return "", err
 		}
 	}
+	// When it started, for the class dashboard (and checks that want to
+	// know what happened since).
+	v.saveRecords(ctx, h, v.startedPath(e), fmt.Sprintf("%d\n", time.Now().Unix()))
 	return v.run(ctx, h, e, "setup", e.Setup)
 }
 
@@ -322,14 +325,15 @@ func (v Env) Reset(ctx context.Context, h Host, e *Exercise) (string, error) {
 		return out, err
 	}
 	// Root's copy too: answers written after `sudo -i` land there.
-	more, err := v.run(ctx, h, e, "reset", "rm -rf -- \"$LAB_DIR\" \"/root/labs/$LAB_ID\" "+runx.Quote(path.Join(v.status(), e.ID))+" "+runx.Quote(v.hintsPath(e)))
+	more, err := v.run(ctx, h, e, "reset", "rm -rf -- \"$LAB_DIR\" \"/root/labs/$LAB_ID\" "+runx.Quote(path.Join(v.status(), e.ID))+" "+runx.Quote(v.hintsPath(e))+" "+runx.Quote(v.startedPath(e)))
 	return out + more, err
 }
 
 // Check runs e's checks (see Exercise.Suite for wait) and records the
-// outcome on the host for the student's `labs` command.
+// outcome on the host for the student's `labs` command and the class
+// dashboard: passed/checks, when, and how many checks the student ran.
 func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts verify.Options) *verify.Report {
-	st := v.readStages(ctx, h, e)
+	st, last := v.readRecords(ctx, h, e)
 	s := v.Suite(e, wait)
 	stageHints(s, e, st)
 	rep := verify.Run(ctx, h, s, opts)
@@ -338,7 +342,7 @@ func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts ver
 			st[r.Name]++
 		}
 	}
-	status := fmt.Sprintf("%d/%d %s\n", rep.Passed(), len(rep.Results), time.Now().UTC().Format(time.RFC3339))
+	status := fmt.Sprintf("%d/%d %s %d\n", rep.Passed(), len(rep.Results), time.Now().UTC().Format(time.RFC3339), last.Attempts+1)
 	v.saveRecords(ctx, h, path.Join(v.status(), e.ID), status, v.hintsPath(e), stagesText(e, st))
 	return rep
 }

@@ -300,7 +300,7 @@ func newClassStartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			results, err := class.Start(cmd.Context(), c, parallel, 15*time.Minute)
+			results, err := class.Start(cmd.Context(), c, nil, parallel, 15*time.Minute)
 			for _, r := range results {
 				if r.Err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: up in %s on %s (ssh 127.0.0.1:%d)\n", r.Student, r.Took.Round(time.Second), virt.Label(r.Host), r.Instance.SSHPort)
@@ -324,7 +324,7 @@ func newClassStopCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			results, err := class.Stop(cmd.Context(), c, len(c.Students), timeout)
+			results, err := class.Stop(cmd.Context(), c, nil, len(c.Students), timeout)
 			for _, r := range results {
 				if r.Err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: stopped in %s\n", r.Student, r.Took.Round(time.Second))

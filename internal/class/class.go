@@ -405,10 +405,8 @@ func dropGolden(conn *virt.Conn, name string) error {
 // keys, a fresh boot, on the same hypervisor; at most parallel at a time.
 // Every named student is checked before any host is touched.
 func Reset(ctx context.Context, c *Class, students []string, parallel int, accel virt.Accel, bootTimeout time.Duration) ([]HostResult, error) {
-	for _, s := range students {
-		if !slices.Contains(c.Students, s) {
-			return nil, fmt.Errorf("class %s has no student host %q (have %v)", c.Name, s, c.Students)
-		}
+	if err := c.check(students); err != nil {
+		return nil, err
 	}
 	var cs conns
 	defer cs.close()
@@ -433,10 +431,21 @@ func Reset(ctx context.Context, c *Class, students []string, parallel int, accel
 	return results, errors.Join(append(errs, refreshRosters(c))...)
 }
 
+// check refuses a student the class does not have.
+func (c *Class) check(students []string) error {
+	for _, s := range students {
+		if !slices.Contains(c.Students, s) {
+			return fmt.Errorf("class %s has no student host %q (have %v)", c.Name, s, c.Students)
+		}
+	}
+	return nil
+}
+
 // Start boots the class's stopped hosts again on their own disks (after a
 // host reboot, say), at most parallel at a time; hosts already up stay.
-func Start(ctx context.Context, c *Class, parallel int, bootTimeout time.Duration) ([]HostResult, error) {
-	return eachHost(ctx, c, parallel, func(ctx context.Context, conn *virt.Conn, s string) (*instance.Instance, error) {
+// students picks some (nil: all).
+func Start(ctx context.Context, c *Class, students []string, parallel int, bootTimeout time.Duration) ([]HostResult, error) {
+	return eachHost(ctx, c, students, parallel, func(ctx context.Context, conn *virt.Conn, s string) (*instance.Instance, error) {
 		inst, client, err := instance.Start(ctx, conn, s, bootTimeout)
 		if err == nil {
 			client.Close()
@@ -445,19 +454,26 @@ func Start(ctx context.Context, c *Class, parallel int, bootTimeout time.Duratio
 	})
 }
 
-// Stop shuts every host of the class down cleanly, keeping their disks.
-func Stop(ctx context.Context, c *Class, parallel int, timeout time.Duration) ([]HostResult, error) {
-	return eachHost(ctx, c, parallel, func(ctx context.Context, conn *virt.Conn, s string) (*instance.Instance, error) {
+// Stop shuts hosts of the class down cleanly, keeping their disks.
+// students picks some (nil: all).
+func Stop(ctx context.Context, c *Class, students []string, parallel int, timeout time.Duration) ([]HostResult, error) {
+	return eachHost(ctx, c, students, parallel, func(ctx context.Context, conn *virt.Conn, s string) (*instance.Instance, error) {
 		return nil, instance.Stop(ctx, conn, s, timeout)
 	})
 }
 
 // eachHost runs fn for every student on its hypervisor, at most parallel
 // at a time; one host's failure stops none of the others.
-func eachHost(ctx context.Context, c *Class, parallel int, fn func(context.Context, *virt.Conn, string) (*instance.Instance, error)) ([]HostResult, error) {
+func eachHost(ctx context.Context, c *Class, students []string, parallel int, fn func(context.Context, *virt.Conn, string) (*instance.Instance, error)) ([]HostResult, error) {
+	if students == nil {
+		students = c.Students
+	}
+	if err := c.check(students); err != nil {
+		return nil, err
+	}
 	var cs conns
 	defer cs.close()
-	results := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) HostResult {
+	results := forEach(ctx, students, parallel, func(ctx context.Context, s string) HostResult {
 		t0 := time.Now()
 		r := HostResult{Student: s, Host: c.HostOf(s)}
 		conn, err := cs.get(ctx, r.Host)

@@ -2,10 +2,14 @@ package class
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/verify"
@@ -15,40 +19,116 @@ import (
 // their versions, the kernel, and the SELinux policy modules.
 const fingerprintCmd = `{ dpkg-query -W -f '${Package} ${Version}\n' 2>/dev/null || rpm -qa | sort; uname -r; semodule -l 2>/dev/null; } | sha256sum | cut -d' ' -f1`
 
+type hostOut struct {
+	rep         *verify.Report
+	fingerprint string
+	image       string
+	err         error
+}
+
+// verifyHost runs suite on student s's host (and the fingerprint command
+// when asked), and keeps the report as the host's last verify.
+func verifyHost(ctx context.Context, c *Class, suite *verify.Suite, s string, fingerprint bool) (out hostOut) {
+	defer func() {
+		rep := out.rep
+		if rep == nil {
+			rep = unreachable(suite, s, out.err)
+		}
+		saveLastVerify(c, s, rep)
+	}()
+	inst, err := instance.Load(s)
+	if err != nil {
+		return hostOut{err: err}
+	}
+	cfg, err := inst.SSHConfig()
+	if err != nil {
+		return hostOut{err: err}
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	client, err := sshx.Dial(dctx, cfg)
+	cancel()
+	if err != nil {
+		return hostOut{err: err, image: inst.Image}
+	}
+	defer client.Close()
+	runner := instance.RootRunner{Client: client}
+	rep := verify.Run(ctx, runner, suite, verify.Options{Batch: true})
+	rep.Host = s
+	if !fingerprint {
+		return hostOut{rep: rep, image: inst.Image}
+	}
+	fp, err := runner.Run(ctx, fingerprintCmd)
+	if err != nil {
+		return hostOut{rep: rep, err: err, image: inst.Image}
+	}
+	return hostOut{rep: rep, fingerprint: strings.TrimSpace(fp.Stdout), image: inst.Image}
+}
+
+// unreachable is the report of a host the suite could not run on.
+func unreachable(suite *verify.Suite, s string, err error) *verify.Report {
+	return &verify.Report{Suite: suite.Name, Host: s, Started: time.Now(), Results: []verify.CheckResult{
+		{Name: "reachable", Type: verify.TypeCommand, Message: fmt.Sprint(err), Attempts: 1}}}
+}
+
+// VerifyStudent runs suite on one student's host (the dashboard's "verify
+// again"); its report becomes the host's last verify.
+func VerifyStudent(ctx context.Context, c *Class, suite *verify.Suite, s string) (*verify.Report, error) {
+	if err := c.check([]string{s}); err != nil {
+		return nil, err
+	}
+	out := verifyHost(ctx, c, suite, s, false)
+	if out.rep == nil {
+		return unreachable(suite, s, out.err), nil
+	}
+	return out.rep, nil
+}
+
+// LastVerify is what the last verify of a host said.
+type LastVerify struct {
+	When     time.Time `json:"when"`
+	Passed   int       `json:"passed"`
+	Failed   int       `json:"failed"`
+	Failures []string  `json:"failures,omitempty"`
+	Table    string    `json:"table"` // the report as verify prints it
+}
+
+func lastVerifyPath(c *Class, s string) string {
+	return filepath.Join(Dir(c.Name), "verify", s+".json")
+}
+
+// saveLastVerify keeps rep as s's last verify; losing it only costs the
+// dashboard a column.
+func saveLastVerify(c *Class, s string, rep *verify.Report) {
+	var table strings.Builder
+	verify.WriteTable(&table, rep)
+	lv := LastVerify{When: time.Now().UTC(), Passed: rep.Passed(), Failed: rep.Failed(), Table: table.String()}
+	for _, r := range rep.Results {
+		if !r.Passed {
+			lv.Failures = append(lv.Failures, r.Name)
+		}
+	}
+	data, _ := json.Marshal(lv)
+	if err := os.MkdirAll(filepath.Dir(lastVerifyPath(c, s)), 0o750); err == nil {
+		_ = fsx.WriteAtomic(lastVerifyPath(c, s), data, 0o640)
+	}
+}
+
+// ReadLastVerify is s's last verify; false when it never had one.
+func ReadLastVerify(c *Class, s string) (LastVerify, bool) {
+	var lv LastVerify
+	data, err := os.ReadFile(lastVerifyPath(c, s))
+	if err != nil || json.Unmarshal(data, &lv) != nil {
+		return LastVerify{}, false
+	}
+	return lv, true
+}
+
 // Verify runs suite on every host of the class (at most parallel at once)
 // and adds a fingerprint suite proving that every host runs the same image
 // with the same packages. One host's failure does not stop the others.
 func Verify(ctx context.Context, c *Class, suite *verify.Suite, parallel int) []*verify.Report {
-	type hostOut struct {
-		rep         *verify.Report
-		fingerprint string
-		image       string
-		err         error
-	}
 	outs := forEach(ctx, c.Students, parallel, func(ctx context.Context, s string) hostOut {
-		inst, err := instance.Load(s)
-		if err != nil {
-			return hostOut{err: err}
-		}
-		cfg, err := inst.SSHConfig()
-		if err != nil {
-			return hostOut{err: err}
-		}
-		dctx, cancel := context.WithTimeout(ctx, time.Minute)
-		client, err := sshx.Dial(dctx, cfg)
-		cancel()
-		if err != nil {
-			return hostOut{err: err, image: inst.Image}
-		}
-		defer client.Close()
-		runner := instance.RootRunner{Client: client}
-		rep := verify.Run(ctx, runner, suite, verify.Options{Batch: true})
-		rep.Host = s
-		fp, err := runner.Run(ctx, fingerprintCmd)
-		if err != nil {
-			return hostOut{rep: rep, err: err, image: inst.Image}
-		}
-		return hostOut{rep: rep, fingerprint: strings.TrimSpace(fp.Stdout), image: inst.Image}
+		return verifyHost(ctx, c, suite, s, true)
 	})
 	var reports []*verify.Report
 	fpRep := &verify.Report{Suite: "fingerprint", Host: c.Name, Started: time.Now()}
@@ -58,8 +138,7 @@ func Verify(ctx context.Context, c *Class, suite *verify.Suite, parallel int) []
 		if o.rep != nil {
 			reports = append(reports, o.rep)
 		} else {
-			reports = append(reports, &verify.Report{Suite: suite.Name, Host: s, Results: []verify.CheckResult{
-				{Name: "reachable", Type: verify.TypeCommand, Message: fmt.Sprint(o.err), Attempts: 1}}})
+			reports = append(reports, unreachable(suite, s, o.err))
 		}
 		r := verify.CheckResult{Name: s + " matches the golden image", Type: verify.TypeCommand, Attempts: 1}
 		switch {
