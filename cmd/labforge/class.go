@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/labforge/labforge/builder"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/class"
+	"github.com/labforge/labforge/internal/dashboard"
 	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/progress"
@@ -24,7 +26,7 @@ import (
 
 func newClassCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "class", Short: "Stamp out a classroom of identical hosts from one golden image"}
-	cmd.AddCommand(newClassCreateCmd(g), newClassStatusCmd(), newClassVerifyCmd(), newClassResetCmd(), newClassStartCmd(), newClassStopCmd(), newClassDestroyCmd())
+	cmd.AddCommand(newClassCreateCmd(g), newClassStatusCmd(), newClassVerifyCmd(), newClassResetCmd(), newClassStartCmd(), newClassStopCmd(), newClassDestroyCmd(), newClassServeCmd())
 	return cmd
 }
 
@@ -354,4 +356,59 @@ func newClassDestroyCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newClassServeCmd() *cobra.Command {
+	o := dashboard.Options{}
+	var tokenFile string
+	cmd := &cobra.Command{
+		Use:   "serve [NAME...]",
+		Short: "A live dashboard of classes in the browser: hosts, verify results, course progress, actions",
+		Long: `serve shows the classes (all on this machine when none is named) as a web page:
+one row per student with the host's state, how to log in, its last verify, and
+the course progress its guest records (per exercise: not started, started,
+failing with the checks run and hint stage, passed), updated live. Actions
+(verify again, reset, start, stop) need the token it prints; read-only views
+are open on loopback. Progress exports as /export.csv and /export.json.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names := args
+			if len(names) == 0 {
+				var err error
+				if names, err = class.Names(); err != nil {
+					return err
+				}
+			}
+			for _, n := range names {
+				c, err := class.Load(n)
+				if err != nil {
+					return err
+				}
+				o.Classes = append(o.Classes, c)
+			}
+			if tokenFile != "" {
+				data, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return err
+				}
+				if o.Token = strings.TrimSpace(string(data)); o.Token == "" {
+					return fmt.Errorf("--token-file %s is empty", tokenFile)
+				}
+			}
+			var err error
+			if o.Course, err = course(); err != nil {
+				return err
+			}
+			o.Accel, _ = virt.ProbeAccel(cmd.Context(), paths.State())
+			o.Log = cmd.ErrOrStderr()
+			o.Ready = func(addr, login string) {
+				fmt.Fprintf(cmd.OutOrStdout(), "labforge class serve: %d classes on http://%s/\n  instructor (actions need this, it holds the token): %s\n", len(o.Classes), addr, login)
+			}
+			return dashboard.Serve(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:7840", "address to serve on (host:port; another than loopback makes every view need the token)")
+	cmd.Flags().StringVar(&o.Token, "token", "", "the token actions need (default: a random one, printed)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "read the token from this file")
+	cmd.Flags().DurationVar(&o.Interval, "interval", dashboard.DefaultInterval, "how often each host is polled")
+	return cmd
 }

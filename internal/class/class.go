@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,21 @@ type Class struct {
 	// Warm is the warm state the class's hosts on this machine are
 	// restored from (create and reset); "" boots them from cold.
 	Warm string `json:"warm,omitempty"`
+}
+
+// Names lists the classes on this machine.
+func Names() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(paths.State(), "classes"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var names []string
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(paths.State(), "classes", e.Name(), "class.json")); err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names, err
 }
 
 // Dir is where the class keeps its record and rosters.

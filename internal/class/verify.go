@@ -34,7 +34,7 @@ func verifyHost(ctx context.Context, c *Class, suite *verify.Suite, s string, fi
 		if rep == nil {
 			rep = unreachable(suite, s, out.err)
 		}
-		saveLastVerify(c, s, rep)
+		saveLastVerify(c, s, rep, out.fingerprint)
 	}()
 	inst, err := instance.Load(s)
 	if err != nil {
@@ -76,7 +76,7 @@ func VerifyStudent(ctx context.Context, c *Class, suite *verify.Suite, s string)
 	if err := c.check([]string{s}); err != nil {
 		return nil, err
 	}
-	out := verifyHost(ctx, c, suite, s, false)
+	out := verifyHost(ctx, c, suite, s, true)
 	if out.rep == nil {
 		return unreachable(suite, s, out.err), nil
 	}
@@ -85,11 +85,14 @@ func VerifyStudent(ctx context.Context, c *Class, suite *verify.Suite, s string)
 
 // LastVerify is what the last verify of a host said.
 type LastVerify struct {
-	When     time.Time `json:"when"`
-	Passed   int       `json:"passed"`
-	Failed   int       `json:"failed"`
-	Failures []string  `json:"failures,omitempty"`
-	Table    string    `json:"table"` // the report as verify prints it
+	When time.Time `json:"when"`
+	// Fingerprint sums the host's packages, kernel and policy modules
+	// (class verify and the dashboard take it): equal on identical hosts.
+	Fingerprint string   `json:"fingerprint,omitempty"`
+	Passed      int      `json:"passed"`
+	Failed      int      `json:"failed"`
+	Failures    []string `json:"failures,omitempty"`
+	Table       string   `json:"table"` // the report as verify prints it
 }
 
 func lastVerifyPath(c *Class, s string) string {
@@ -98,10 +101,10 @@ func lastVerifyPath(c *Class, s string) string {
 
 // saveLastVerify keeps rep as s's last verify; losing it only costs the
 // dashboard a column.
-func saveLastVerify(c *Class, s string, rep *verify.Report) {
+func saveLastVerify(c *Class, s string, rep *verify.Report, fingerprint string) {
 	var table strings.Builder
 	verify.WriteTable(&table, rep)
-	lv := LastVerify{When: time.Now().UTC(), Passed: rep.Passed(), Failed: rep.Failed(), Table: table.String()}
+	lv := LastVerify{When: time.Now().UTC(), Fingerprint: fingerprint, Passed: rep.Passed(), Failed: rep.Failed(), Table: table.String()}
 	for _, r := range rep.Results {
 		if !r.Passed {
 			lv.Failures = append(lv.Failures, r.Name)

@@ -64,6 +64,12 @@ func panicLine(data []byte) string {
 	return string(line)
 }
 
+// ConsoleTail is the last n bytes of the instance's serial console.
+func ConsoleTail(c *virt.Conn, inst *Instance, n int64) ([]byte, error) {
+	_, data, err := consoleBytes(c, inst, n)
+	return data, err
+}
+
 // consoleBytes reads the end of the instance's serial console log: a file
 // here, a volume on a remote hypervisor. where names it for messages.
 func consoleBytes(c *virt.Conn, inst *Instance, n int64) (where string, data []byte, err error) {
