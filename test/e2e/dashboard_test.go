@@ -101,10 +101,14 @@ func TestDashboard(t *testing.T) {
 
 	const ex = "p1-image-vocabulary"
 	t.Run("a check that passes shows without a reload", func(t *testing.T) {
-		mustLabforge(t, "lab", "start", ex, "-n", s1)
-		waitFor(cell(s1, ex, "started"), 15*time.Second)
-		mustLabforge(t, "lab", "check", ex, "-n", s1) // fails: nothing done yet
-		waitFor(cell(s1, ex, "failing"), 15*time.Second)
+		for _, s := range []string{s1, s2} {
+			mustLabforge(t, "lab", "start", ex, "-n", s)
+			waitFor(cell(s, ex, "started"), 15*time.Second)
+			if r := labforge(t, "lab", "check", ex, "-n", s); r.code == 0 { // nothing done yet
+				t.Fatalf("the untouched exercise passed its check: %s", gist(r))
+			}
+			waitFor(cell(s, ex, "failing"), 15*time.Second)
+		}
 		shot(t, bctx, filepath.Join(art, "dashboard-failing.png"))
 		mustLabforge(t, "lab", "solve", ex, "-n", s1)
 		mustLabforge(t, "lab", "check", ex, "-n", s1)
