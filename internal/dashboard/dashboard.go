@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labforge/labforge/internal/class"
@@ -149,6 +150,12 @@ func (s *server) read(h http.HandlerFunc) http.HandlerFunc {
 			}
 			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: t, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 			http.Redirect(w, r, r.URL.Path, http.StatusSeeOther)
+			return
+		}
+		if s.loopback && !loopbackHost(r.Host) {
+			// A page elsewhere whose name was made to point here (DNS
+			// rebinding) must not read what loopback serves openly.
+			http.Error(w, "this dashboard answers to 127.0.0.1 or localhost only", http.StatusForbidden)
 			return
 		}
 		if !s.loopback && !s.authorized(r) {
@@ -418,6 +425,20 @@ func (s *server) exportJSON(w http.ResponseWriter, r *http.Request) {
 		rows = []map[string]string{}
 	}
 	enc.Encode(rows)
+}
+
+// loopbackHost says whether a request's Host names this machine's
+// loopback, as the URL the dashboard prints does.
+func loopbackHost(hostport string) bool {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h = hostport
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // since is a time as "12s ago"; "-" for none.

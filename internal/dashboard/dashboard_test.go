@@ -145,6 +145,21 @@ func TestActionsNeedToken(t *testing.T) {
 	}
 }
 
+// On loopback, a request for another host name (DNS rebinding) is refused.
+func TestRebindingRefused(t *testing.T) {
+	ts, _ := testServer(t, true)
+	req, _ := http.NewRequest("GET", ts.URL+"/export.json", nil)
+	req.Host = "attacker.example:7840"
+	res, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("Host attacker.example: %s", res.Status)
+	}
+}
+
 // Off loopback every view needs the token too.
 func TestViewsOffLoopback(t *testing.T) {
 	ts, _ := testServer(t, false)
