@@ -46,7 +46,7 @@ type batchItem struct {
 	deadline time.Time     // first attempt + timeout
 	given    time.Duration // this round's timeout(1) for it
 	nextAt   time.Time
-	first    time.Time // when its first attempt started (host clock)
+	first    time.Time // when its first attempt started (this side's clock); zero before
 	res      CheckResult
 	msg      string
 	last     Result
@@ -149,12 +149,13 @@ func runRound(ctx context.Context, r Runner, ag *agentConn, due []*batchItem, fi
 	start := time.Now()
 	byIdx := map[int]*batchItem{}
 	for _, it := range due {
-		if it.first.IsZero() {
-			it.first, it.deadline = start, start.Add(it.timeout)
-		}
-		left := time.Until(it.deadline)
-		if left < time.Second {
-			left = time.Second
+		// A check's time counts from its first attempt's start, as when it
+		// runs alone, not from the round's: in a round, the checks before
+		// it may take minutes (a host still booting). Until it has started
+		// it has its whole timeout.
+		left := it.timeout
+		if !it.first.IsZero() {
+			left = max(time.Until(it.deadline), time.Second)
 		}
 		it.given = time.Duration(int(left.Seconds()+0.999)) * time.Second
 		byIdx[it.idx] = it
@@ -174,6 +175,10 @@ func runRound(ctx context.Context, r Runner, ag *agentConn, due []*batchItem, fi
 		default:
 			took = time.Since(last)
 			last = time.Now()
+		}
+		if it.first.IsZero() {
+			it.first = time.Now().Add(-took)
+			it.deadline = it.first.Add(it.timeout)
 		}
 		it.res.Attempts++
 		it.res.Duration += took
@@ -202,6 +207,9 @@ func runRound(ctx context.Context, r Runner, ag *agentConn, due []*batchItem, fi
 	for _, it := range byIdx {
 		if it.done {
 			continue
+		}
+		if it.first.IsZero() {
+			it.first, it.deadline = start, start.Add(it.timeout)
 		}
 		it.res.Attempts++
 		it.res.Duration += time.Since(start)

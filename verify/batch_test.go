@@ -167,6 +167,21 @@ func TestBatchConcurrent(t *testing.T) {
 	})
 }
 
+// A check's timeout counts from its own first attempt, not from the
+// round's start: after a slow check, the next still gets its retries.
+func TestBatchTimeoutFromOwnStart(t *testing.T) {
+	forEachBatch(t, func(t *testing.T, r Runner) {
+		rep := runBatchYAML(t, r, fmt.Sprintf(`checks:
+  - {name: slow first, command: 'sleep 2', timeout: 10s}
+  - {name: second try, command: %q, timeout: 1500ms, interval: 100ms}
+`, counterCommand(t, 2)))
+		wantPass(t, rep.Results[0])
+		if c := rep.Results[1]; !c.Passed || c.Attempts != 2 {
+			t.Errorf("the check after a slow one: %+v", c)
+		}
+	})
+}
+
 // The denial gate waits for the concurrent checks before it.
 func TestBatchBarrier(t *testing.T) {
 	forEachBatch(t, func(t *testing.T, r Runner) {
