@@ -182,8 +182,9 @@ func (a *agentConn) round(ctx context.Context, due []*batchItem, settle func(bat
 func (a *agentConn) converse(ctx context.Context, req []byte, settle func(batchFrame)) error {
 	var wmu sync.Mutex
 	var werr error
+	stdin := a.stdin // round may forget the session while this writes
 	go func() {
-		_, err := a.stdin.Write(req)
+		_, err := stdin.Write(req)
 		wmu.Lock()
 		werr = err
 		wmu.Unlock()

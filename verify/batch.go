@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/labforge/labforge/internal/runx"
-	"github.com/labforge/labforge/verify/agent"
 )
 
 // Streamer is a Runner that can hand over a command's output as it comes,
@@ -163,8 +162,8 @@ func runRound(ctx context.Context, r Runner, ag *agentConn, due []*batchItem, fi
 	last := start // when the previous frame came: a sequential check started then
 	settle := func(f batchFrame) {
 		it := byIdx[f.idx]
-		if it == nil || it.done {
-			return
+		if it == nil || it.done || ctx.Err() != nil {
+			return // killed by Ctrl-C: the batch reports it cancelled
 		}
 		delete(byIdx, f.idx)
 		took := f.took
@@ -203,7 +202,18 @@ func runRound(ctx context.Context, r Runner, ag *agentConn, due []*batchItem, fi
 	if ag.off {
 		err = scriptRound(ctx, r, due, settle)
 	}
-	// Checks never reported: the connection failed, or ctx ended.
+	if ctx.Err() != nil {
+		// The round was under way: its checks count it as tried, and the
+		// batch reports them cancelled.
+		for _, it := range byIdx {
+			if !it.done {
+				it.res.Attempts++
+				it.res.Duration += time.Since(start)
+			}
+		}
+		return
+	}
+	// Checks never reported: the connection failed.
 	for _, it := range byIdx {
 		if it.done {
 			continue
@@ -234,10 +244,7 @@ func scriptRound(ctx context.Context, r Runner, due []*batchItem, settle func(ba
 	for _, it := range due {
 		call := fmt.Sprintf("c %d %d %s", it.idx, int(it.given.Seconds()), runx.Quote(it.p.cmd))
 		if it.check.Concurrent {
-			// Its frame waits in a file until the round's end; a few at once.
-			if len(background) > 0 && len(background)%agent.Concurrency == 0 {
-				script.WriteString("wait\n")
-			}
+			// Its frame waits in a file until the round's end.
 			fmt.Fprintf(&script, "%s > \"$d/%d.f\" &\n", call, it.idx)
 			background = append(background, it.idx)
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -400,6 +401,9 @@ are open on loopback. Progress exports as /export.csv and /export.json.`,
 			}
 			o.Accel, _ = virt.ProbeAccel(cmd.Context(), paths.State())
 			o.Log = cmd.ErrOrStderr()
+			if h, _, err := net.SplitHostPort(o.Listen); err == nil && h != "localhost" && !net.ParseIP(h).IsLoopback() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "labforge: warning: --listen %s serves plain HTTP: the token crosses the network in clear; prefer the loopback default and an SSH tunnel (ssh -L 7840:127.0.0.1:7840 THIS-HOST)\n", o.Listen)
+			}
 			o.Ready = func(addr, login string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "labforge class serve: %d classes on http://%s/\n  instructor (actions need this, it holds the token): %s\n", len(o.Classes), addr, login)
 			}
@@ -407,7 +411,7 @@ are open on loopback. Progress exports as /export.csv and /export.json.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:7840", "address to serve on (host:port; another than loopback makes every view need the token)")
-	cmd.Flags().StringVar(&o.Token, "token", "", "the token actions need (default: a random one, printed)")
+	cmd.Flags().StringVar(&o.Token, "token", "", "the token actions need (default: a random one, printed; other users see it in ps: prefer --token-file)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "read the token from this file")
 	cmd.Flags().DurationVar(&o.Interval, "interval", dashboard.DefaultInterval, "how often each host is polled")
 	return cmd

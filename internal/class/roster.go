@@ -1,13 +1,14 @@
 package class
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/instance"
 )
 
@@ -58,24 +59,19 @@ func saveRosters(c *Class, entries []Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "roster.json"), append(js, '\n'), 0o644); err != nil {
+	// Whole files: resets of several students (the dashboard's) rewrite
+	// them at once.
+	if err := fsx.WriteAtomic(filepath.Join(dir, "roster.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "roster.csv"))
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
 	w.Write([]string{"student", "host", "ssh_port", "ssh", "key_file", "status"})
 	for _, e := range entries {
 		w.Write([]string{e.Student, e.Host, fmt.Sprint(e.SSHPort), e.SSH, e.KeyFile, e.Status})
 	}
 	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := fsx.WriteAtomic(filepath.Join(dir, "roster.csv"), b.Bytes(), 0o644); err != nil {
 		return err
 	}
 	var md strings.Builder
@@ -83,5 +79,5 @@ func saveRosters(c *Class, entries []Entry) error {
 	for _, e := range entries {
 		fmt.Fprintf(&md, "| %s | %s | `%s` | `%s` | %s |\n", e.Student, e.Host, e.SSH, e.KeyFile, e.Status)
 	}
-	return os.WriteFile(filepath.Join(dir, "roster.md"), []byte(md.String()), 0o644)
+	return fsx.WriteAtomic(filepath.Join(dir, "roster.md"), []byte(md.String()), 0o644)
 }

@@ -86,7 +86,7 @@ func TestEvents(t *testing.T) {
 		case d := <-got:
 			events++
 			if events == 1 {
-				s.board.setAction("demo", "demo-s01", "verify running", "")
+				s.board.setAction("demo", "demo-s01", "verify running", "", true)
 			} else if !strings.Contains(d, "verify running") {
 				t.Fatalf("second event lacks the change: %s", d)
 			}
@@ -140,6 +140,11 @@ func TestActionsNeedToken(t *testing.T) {
 	if code, _ := get(t, ts.Client(), ts.URL+"/?token=wrong"); code != http.StatusForbidden {
 		t.Errorf("wrong login token: %d", code)
 	}
+	s.board.setAction("demo", "demo-s01", "reset running", "", true)
+	if c := post(map[string]string{"Cookie": "labforge_token=secret", "Origin": ts.URL}); c != http.StatusConflict {
+		t.Errorf("while another action runs: %d", c)
+	}
+	s.board.setAction("demo", "demo-s01", "", "reset ok", false)
 	if c := post(map[string]string{"Cookie": "labforge_token=secret", "Origin": ts.URL}); c != http.StatusAccepted {
 		t.Errorf("with the cookie: %d", c)
 	}

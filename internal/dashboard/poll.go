@@ -97,11 +97,10 @@ func (w *watcher) poll(ctx context.Context) {
 		}
 	}
 	if !w.conn.Running(inst.Domain) {
+		// Running says false also when the connection broke (libvirtd
+		// restarted): the next poll asks on a new one.
 		st.State = "down"
-		if w.client != nil {
-			w.client.Close()
-			w.client = nil
-		}
+		w.close()
 		return
 	}
 	st.State, st.SSH = "running", "unreachable"
@@ -160,8 +159,10 @@ func (b *board) update(st Student) {
 	b.bump()
 }
 
-// setAction records an action's state on a row.
-func (b *board) setAction(c, s, busy, last string) {
+// setAction records an action's state on a row. With start, it refuses
+// (false) a row that another action holds: two resets of one host at once
+// would race each other's domain and disk.
+func (b *board) setAction(c, s, busy, last string, start bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.rows[key(c, s)]
@@ -169,11 +170,15 @@ func (b *board) setAction(c, s, busy, last string) {
 		r = &Student{Class: c, Name: s, State: "unknown", SSH: "-"}
 		b.rows[key(c, s)] = r
 	}
+	if start && r.Busy != "" {
+		return false
+	}
 	r.Busy = busy
 	if last != "" {
 		r.Last = last
 	}
 	b.bump()
+	return true
 }
 
 func (b *board) bump() {

@@ -153,26 +153,22 @@ var Concurrency = max(2, 2*runtime.NumCPU())
 func runRound(ctx context.Context, r Round, w *frameWriter) {
 	var bg sync.WaitGroup
 	slots := make(chan struct{}, Concurrency)
-	units := serviceStates(ctx, r.Checks)
-	var dpkgOnce sync.Once
-	var dpkg *dpkgStatus
-	status := func() *dpkgStatus {
-		dpkgOnce.Do(func() { dpkg = readDpkgStatus() })
-		return dpkg
-	}
-	for _, it := range r.Checks {
+	st := &state{ctx: ctx, items: r.Checks}
+	for i, it := range r.Checks {
 		if it.Barrier {
 			bg.Wait()
 		}
 		run := func() {
 			start := time.Now()
-			f := answer(ctx, it, units, status)
+			f := answer(ctx, it, i, st)
 			f.Idx, f.Nanos = it.Idx, time.Since(start).Nanoseconds()
 			w.write(f) // a write error ends the session: Serve sees in end too
 		}
 		if it.Concurrent {
-			slots <- struct{}{}
+			// Queued for a slot in its own goroutine: the checks after it
+			// go on meanwhile.
 			bg.Go(func() {
+				slots <- struct{}{}
 				defer func() { <-slots }()
 				run()
 			})
@@ -183,8 +179,57 @@ func runRound(ctx context.Context, r Round, w *frameWriter) {
 	bg.Wait()
 }
 
+// state is what the round's typed checks read once and share: every
+// service's state (one systemctl) and dpkg's status file. A command may
+// change them (systemctl start, apt-get install): after one has run, the
+// next typed check reads them again, as its shell probe would.
+type state struct {
+	ctx   context.Context
+	items []Item
+	mu    sync.Mutex
+	stale bool // a command ran since they were read
+	units map[string]unitState
+	dpkg  *dpkgStatus
+}
+
+func (s *state) commandRan() {
+	s.mu.Lock()
+	s.stale = true
+	s.mu.Unlock()
+}
+
+func (s *state) refresh() {
+	if s.stale {
+		s.units, s.dpkg, s.stale = nil, nil, false
+	}
+}
+
+// unit is the state of the service check at index i of the round, asking
+// systemd for it and every service check after it when needed.
+func (s *state) unit(i int, name string) (unitState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refresh()
+	if u, ok := s.units[name]; ok {
+		return u, true
+	}
+	s.units = serviceStates(s.ctx, s.items[i:])
+	u, ok := s.units[name]
+	return u, ok
+}
+
+func (s *state) packages() *dpkgStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refresh()
+	if s.dpkg == nil {
+		s.dpkg = readDpkgStatus()
+	}
+	return s.dpkg
+}
+
 // answer runs one check: in-process where it can, else its shell probe.
-func answer(ctx context.Context, it Item, units map[string]unitState, dpkg func() *dpkgStatus) Frame {
+func answer(ctx context.Context, it Item, i int, st *state) Frame {
 	if n := it.Native; n != nil {
 		var out string
 		ok := false
@@ -196,17 +241,18 @@ func answer(ctx context.Context, it Item, units map[string]unitState, dpkg func(
 		case "port":
 			out, ok = listening(n.Proto, n.Arg)
 		case "package":
-			out, ok = dpkg().query(n.Arg)
+			out, ok = st.packages().query(n.Arg)
 		case "service":
-			var s unitState
-			if s, ok = units[n.Arg]; ok {
-				out = "active=" + s.active + "\nenabled=" + s.enabled + "\n"
+			var u unitState
+			if u, ok = st.unit(i, n.Arg); ok {
+				out = "active=" + u.active + "\nenabled=" + u.enabled + "\n"
 			}
 		}
 		if ok {
 			return Frame{Stdout: []byte(out)}
 		}
 	}
+	defer st.commandRan()
 	return command(ctx, it.Cmd, time.Duration(it.Timeout)*time.Millisecond)
 }
 

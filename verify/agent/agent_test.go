@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -82,5 +83,28 @@ func TestServe(t *testing.T) {
 	}
 	if string(got[0].Stdout) != "one\n" || got[1].Exit != 3 || !got[2].TimedOut || got[2].Exit != TimeoutExit {
 		t.Errorf("frames %+v", got)
+	}
+}
+
+// A command in the round may change what typed checks read (here: a
+// package installed): the checks after it read again, as their probes would.
+func TestStateReadAgainAfterCommand(t *testing.T) {
+	f := t.TempDir() + "/status"
+	os.WriteFile(f, []byte("Package: a\nStatus: install ok installed\nVersion: 1\n"), 0o644)
+	old := dpkgStatusFile
+	dpkgStatusFile = f
+	defer func() { dpkgStatusFile = old }()
+	items := []Item{
+		{Idx: 0, Native: &Native{Kind: "package", Arg: "bb"}, Cmd: "false", Timeout: 5000},
+		{Idx: 1, Cmd: "printf '\\nPackage: bb\\nStatus: install ok installed\\nVersion: 2\\n' >> " + f, Timeout: 5000},
+		{Idx: 2, Native: &Native{Kind: "package", Arg: "bb"}, Cmd: "false", Timeout: 5000},
+	}
+	st := &state{ctx: context.Background(), items: items}
+	var outs []string
+	for i, it := range items {
+		outs = append(outs, string(answer(context.Background(), it, i, st).Stdout))
+	}
+	if !strings.Contains(outs[0], "no packages found") || !strings.Contains(outs[2], "ii  2") {
+		t.Fatalf("before and after the install: %q", outs)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,19 +45,25 @@ func fileFacts(n *Native) (string, bool) {
 		return "", false
 	}
 	uid, gid := strconv.FormatUint(uint64(st.Uid), 10), strconv.FormatUint(uint64(st.Gid), 10)
-	owner, group := "UNKNOWN", "UNKNOWN"
-	if u, err := user.LookupId(uid); err == nil {
-		owner = u.Username
+	// Names from /etc/passwd and /etc/group (the agent is static: no NSS);
+	// an account from a directory service is the probe's to name.
+	u, uerr := user.LookupId(uid)
+	g, gerr := user.LookupGroupId(gid)
+	if uerr != nil || gerr != nil {
+		return "", false
 	}
-	if g, err := user.LookupGroupId(gid); err == nil {
-		group = g.Name
-	}
+	owner, group := u.Username, g.Name
 	var b strings.Builder
 	fmt.Fprintf(&b, "exists=true\nmode=%o owner=%s uid=%s group=%s gid=%s\n", st.Mode&0o7777, owner, uid, group, gid)
 	if n.SELinux {
 		b.WriteString("selinux=" + selinuxContext(n.Arg) + "\n")
 	}
 	if n.Contents {
+		// Only a regular file is read here: a FIFO or a device could block
+		// where the probe has its timeout.
+		if fi, err := os.Stat(n.Arg); err != nil || !fi.Mode().IsRegular() {
+			return "", false
+		}
 		f, err := os.Open(n.Arg)
 		if err != nil {
 			return "", false
@@ -175,9 +182,11 @@ type dpkgStatus struct {
 	pkgs map[string][]string
 }
 
+var dpkgStatusFile = "/var/lib/dpkg/status"
+
 func readDpkgStatus() *dpkgStatus {
 	s := &dpkgStatus{pkgs: map[string][]string{}}
-	data, err := os.ReadFile("/var/lib/dpkg/status")
+	data, err := os.ReadFile(dpkgStatusFile)
 	if err != nil {
 		return s
 	}
@@ -246,7 +255,7 @@ type unitState struct{ active, enabled string }
 
 var unitName = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+$`)
 
-// serviceStates asks systemd once for every service check of the round
+// serviceStates asks systemd once for every service check of items
 // (one systemctl instead of two per check). A unit whose Id is not the
 // name asked is an alias (is-enabled says "alias" of it, show does not):
 // it is left to the probe, as is everything when systemctl fails.
@@ -261,6 +270,8 @@ func serviceStates(ctx context.Context, items []Item) map[string]unitState {
 		return nil
 	}
 	args := append([]string{"show", "--property=Id,ActiveState,UnitFileState", "--"}, names...)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	out, err := exec.CommandContext(ctx, "systemctl", args...).Output()
 	if err != nil {
 		return nil
