@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/labforge/labforge/internal/runx"
+	"github.com/labforge/labforge/verify/agent"
 )
 
 // probe is a check turned into one shell command for the guest and a
@@ -77,11 +78,13 @@ func commandProbe(c *Check) probe {
 	}}
 }
 
-// fileContentLimit caps what a contains check reads, so that pointing one
-// at a large file does not stream it all over the connection.
-const fileContentLimit = 1 << 20
-
-const contentMarker = "--- content"
+// A contains check reads at most agent.FileContentLimit, so that pointing
+// one at a large file does not stream it all over the connection; the
+// agent's in-process answer and the probe share the limit and the marker.
+const (
+	fileContentLimit = agent.FileContentLimit
+	contentMarker    = agent.ContentMarker
+)
 
 func fileProbe(c *Check) probe {
 	cmd := "f=" + runx.Quote(c.File) + `; if [ ! -e "$f" ]; then echo exists=false; exit 0; fi; ` +

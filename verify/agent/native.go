@@ -34,7 +34,8 @@ const FileContentLimit = 1 << 20
 // path itself (stat does not follow a link), its SELinux context, and the
 // first MiB of what it names.
 func fileFacts(n *Native) (string, bool) {
-	if _, err := os.Stat(n.Arg); err != nil {
+	target, err := os.Stat(n.Arg)
+	if err != nil {
 		if os.IsNotExist(err) {
 			return "exists=false\n", true
 		}
@@ -61,7 +62,7 @@ func fileFacts(n *Native) (string, bool) {
 	if n.Contents {
 		// Only a regular file is read here: a FIFO or a device could block
 		// where the probe has its timeout.
-		if fi, err := os.Stat(n.Arg); err != nil || !fi.Mode().IsRegular() {
+		if !target.Mode().IsRegular() {
 			return "", false
 		}
 		f, err := os.Open(n.Arg)
