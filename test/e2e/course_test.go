@@ -24,7 +24,7 @@ func TestCourse(t *testing.T) {
 	}
 	const name = "e2e-course"
 	labforge(t, "down", name)
-	t.Cleanup(func() { labforge(t, "down", name) })
+	downAfter(t, name)
 
 	mustLabforge(t, "up", labSpec, "-n", name, "--no-verify")
 	proveCourse(t, name, nil, "--wrong-attempts")

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jstemmer/go-junit-report/v2/junit"
+	"github.com/labforge/labforge/internal/paths"
 )
 
 var (
@@ -103,6 +104,39 @@ func run(t *testing.T, timeout time.Duration, env []string, name string, args ..
 	return r
 }
 
+// downAfter brings instance name down when the test ends. A failed test
+// first logs the end of the guest's console and what the guest says of
+// its memory, and keeps the console among the artefacts: a guest that hung
+// or panicked tells it there, and `down` removes the instance's directory.
+func downAfter(t *testing.T, name string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			keepConsole(t, name)
+		}
+		labforge(t, "down", name)
+	})
+}
+
+func keepConsole(t *testing.T, name string) {
+	console := filepath.Join(paths.Instances(), name, "console.log")
+	b, err := os.ReadFile(console)
+	if err != nil {
+		t.Logf("console of %s: %v", name, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	t.Logf("console of %s, its last %d lines:\n%s", name, min(60, len(lines)), strings.Join(lines[max(0, len(lines)-60):], "\n"))
+	if art := os.Getenv("LABFORGE_E2E_ARTEFACTS"); art != "" {
+		dst := filepath.Join(art, t.Name()+"-"+name+"-console.log")
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if err := os.WriteFile(dst, b, 0o644); err == nil {
+			t.Logf("console of %s kept in %s", name, dst)
+		}
+	}
+	r := run(t, 30*time.Second, nil, bin, "ssh", "-n", name, "--", "free -m; uptime; sudo dmesg | tail -n 30")
+	t.Logf("the guest %s now (exit %d):\n%s%s", name, r.code, r.stdout, r.stderr)
+}
+
 func mustLabforge(t *testing.T, args ...string) result {
 	t.Helper()
 	r := labforge(t, args...)
@@ -164,7 +198,7 @@ func TestLabHost(t *testing.T) {
 	const name = "e2e-host"
 	dom := "labforge-" + name
 	labforge(t, "down", name) // leftovers of an earlier, killed run
-	t.Cleanup(func() { labforge(t, "down", name) })
+	downAfter(t, name)
 	tmp := t.TempDir()
 
 	build := mustLabforge(t, "build", baseSpec)

@@ -24,7 +24,7 @@ func TestContainerInternals(t *testing.T) {
 	needRoot(t)
 	const name = "e2e-lab"
 	labforge(t, "down", name)
-	t.Cleanup(func() { labforge(t, "down", name) })
+	downAfter(t, name)
 
 	build := mustLabforge(t, "build", labSpec)
 	t.Logf("FIGURE lab host build (as cached on this machine): %s", build.took.Round(time.Second))
@@ -77,7 +77,11 @@ func TestContainerInternals(t *testing.T) {
 		// address, so deleting it would break Services, not the outside.
 		// For the same reason -o still names the NIC for a connection that
 		// kube-proxy sent to a pod on br-pods: those (DNAT) may pass.
-		ssh(`sudo sh -c 'nic=$(ip -o route show default | awk "{print \$5}"); iptables -I OUTPUT -o $nic -j DROP; iptables -I OUTPUT -o $nic -d 10.0.2.2 -m state --state ESTABLISHED,RELATED -j ACCEPT; iptables -I OUTPUT -o $nic -m conntrack --ctstate DNAT -j ACCEPT'`)
+		// The SSH replies pass by port, not by conntrack state: a segment
+		// conntrack judged out of window (QEMU's user network under load)
+		// would be dropped as INVALID and the session would hang: the likely
+		// cause of a CI run whose course step hung until its connection died.
+		ssh(`sudo sh -c 'nic=$(ip -o route show default | awk "{print \$5}"); iptables -I OUTPUT -o $nic -j DROP; iptables -I OUTPUT -o $nic -d 10.0.2.2 -p tcp --sport 22 -j ACCEPT; iptables -I OUTPUT -o $nic -m conntrack --ctstate DNAT -j ACCEPT'`)
 		if r := labforge(t, "ssh", "-n", name, "--", "timeout 10 bash -c 'exec 3<>/dev/tcp/1.1.1.1/443'"); r.code == 0 {
 			t.Fatalf("outside still reachable: %s", r.stdout)
 		}

@@ -39,7 +39,7 @@ func TestLayerCache(t *testing.T) {
 	needRoot(t)
 	const name = "e2e-layers"
 	labforge(t, "down", name)
-	t.Cleanup(func() { labforge(t, "down", name) })
+	downAfter(t, name)
 	dir := t.TempDir()
 	copyDir(t, "testdata", dir)
 	spec := filepath.Join(dir, "layers.yaml")

@@ -36,7 +36,7 @@ func TestSoak(t *testing.T) {
 	}
 	const name = "e2e-soak"
 	labforge(t, "down", name) // an earlier, killed run's leftovers; this also makes the name's lock file
-	t.Cleanup(func() { labforge(t, "down", name) })
+	downAfter(t, name)
 	mustLabforge(t, "build", baseSpec) // the image, and its build log, exist before the snapshot
 
 	before := takeSnapshot(t)
