@@ -31,6 +31,7 @@ type Options struct {
 	Cold        bool // boot from cold, neither using nor making a warm state
 	SSHPort     int  // 0: a free one
 	Build       BuildOptions
+	Driver      Driver // nil: Real
 }
 
 // BuildOptions are the image build's.
@@ -56,8 +57,9 @@ type upRun struct {
 	opts  Options
 	p     *progress.Printer
 	suite *verify.Suite
+	drv   Driver
 	res   *builder.Result
-	conn  *virt.Conn
+	hv    Hypervisor
 	accel virt.Accel
 	snap  *instance.Snapshot
 	host  Host
@@ -67,10 +69,13 @@ type upRun struct {
 // from cold, waits for SSH and runs the spec's suite. Ctrl-C at any point
 // leaves no domain and no files.
 func Up(ctx context.Context, spec *images.Spec, opts Options, p *progress.Printer) (*Host, error) {
-	r := &upRun{spec: spec, opts: opts, p: p}
+	r := &upRun{spec: spec, opts: opts, p: p, drv: opts.Driver}
+	if r.drv == nil {
+		r.drv = Real
+	}
 	defer func() {
-		if r.conn != nil {
-			r.conn.Close()
+		if r.hv != nil {
+			r.hv.Close()
 		}
 	}()
 	for _, step := range []struct {
@@ -115,17 +120,16 @@ func (r *upRun) check(context.Context) error {
 
 func (r *upRun) build(ctx context.Context) error {
 	var err error
-	r.res, err = Build(ctx, r.spec, r.opts.Build, r.p)
+	r.res, err = r.drv.Build(ctx, r.spec, r.opts.Build, r.p)
 	return err
 }
 
 func (r *upRun) connect(ctx context.Context) error {
+	var why string
 	var err error
-	if r.conn, err = virt.Connect(ctx, true); err != nil {
+	if r.hv, r.accel, why, err = r.drv.Connect(ctx); err != nil {
 		return err
 	}
-	var why string
-	r.accel, why = virt.ProbeAccel(ctx, paths.State())
 	r.p.Note("accelerator %s: %s", r.accel, why)
 	return nil
 }
@@ -135,10 +139,10 @@ func (r *upRun) connect(ctx context.Context) error {
 // making one is not.
 func (r *upRun) warmState(ctx context.Context) error {
 	r.host.Started = time.Now()
-	if r.opts.Cold || r.conn.Remote() {
+	if r.opts.Cold || r.hv.Remote() {
 		return nil
 	}
-	snap, why, made, err := WarmState(ctx, r.conn, r.spec, r.suite, r.res, r.accel, r.opts.BootTimeout, r.p)
+	snap, why, made, err := r.hv.WarmState(ctx, r.spec, r.suite, r.res, r.accel, r.opts.BootTimeout, r.p)
 	if err != nil {
 		return err
 	}
@@ -159,7 +163,7 @@ func (r *upRun) boot(ctx context.Context) error {
 	if r.snap != nil {
 		err = r.p.Timed("restore to SSH-ready", func() (string, error) {
 			var err error
-			h.Inst, h.Client, err = instance.Restore(ctx, r.conn, instance.RestoreOptions{
+			h.Inst, h.Client, err = r.hv.Restore(ctx, instance.RestoreOptions{
 				Name: r.opts.Name, Spec: specPath, Image: r.res.Image, Verify: r.spec.VerifyPath(), SSHPort: r.opts.SSHPort, From: *r.snap,
 			})
 			if err != nil {
@@ -170,7 +174,7 @@ func (r *upRun) boot(ctx context.Context) error {
 	} else {
 		err = r.p.Timed("boot to SSH-ready", func() (string, error) {
 			var err error
-			h.Inst, h.Client, err = instance.Up(ctx, r.conn, instance.UpOptions{
+			h.Inst, h.Client, err = r.hv.Boot(ctx, instance.UpOptions{
 				Name: r.opts.Name, Spec: specPath, Image: r.res.Image, User: r.spec.User,
 				MemoryMiB: uint(r.spec.VM.Memory.MiB()), CPUs: uint(r.spec.VM.CPUs), Accel: r.accel,
 				BootTimeout: r.opts.BootTimeout, Verify: r.spec.VerifyPath(), SSHPort: r.opts.SSHPort,
@@ -193,14 +197,16 @@ func (r *upRun) verify(ctx context.Context) error {
 	}
 	h := &r.host
 	_ = r.p.Counted("verify", "checks", len(r.suite.Checks), func(done func()) (string, error) {
-		h.Report = verify.Run(ctx, instance.RootRunner{Client: h.Client}, r.suite, verify.Options{Batch: true, Progress: func(verify.CheckResult) { done() }})
+		h.Report = r.drv.Verify(ctx, h.Client, r.suite, verify.Options{Batch: true, Progress: func(verify.CheckResult) { done() }})
 		return fmt.Sprintf("%d checks, %s", len(r.suite.Checks), h.Report.Via), nil
 	})
 	h.Report.Host = h.Inst.Name
 	if ctx.Err() != nil {
-		h.Client.Close()
-		h.Client = nil
-		if err := instance.Down(r.conn, h.Inst.Name); err != nil {
+		if h.Client != nil {
+			h.Client.Close()
+			h.Client = nil
+		}
+		if err := r.hv.Down(h.Inst.Name); err != nil {
 			return errors.Join(ctx.Err(), err)
 		}
 		return ctx.Err()
