@@ -18,6 +18,7 @@ import (
 	"github.com/labforge/labforge/builder/ociimage"
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/fsx"
+	"github.com/labforge/labforge/internal/progress"
 	"github.com/labforge/labforge/internal/runx"
 )
 
@@ -521,4 +522,17 @@ func espFiles(root, kernel, initrd string, p bootParams) ([]espFile, error) {
 		{Path: "/vmlinuz", Src: kernel},
 		{Path: "/initrd.img", Src: initrd},
 	}, nil
+}
+
+// Fields are the build's result for tools reading --progress-json.
+func (r *Result) Fields() map[string]any {
+	return map[string]any{"image": r.Image, "key": r.Key, "cached": r.Cached, "bytes": r.Record.ImageBytes, "layers": len(r.Record.Layers)}
+}
+
+// String is the build's result for a person: the image and its size.
+func (r *Result) String() string {
+	if n := len(r.Record.Layers); n > 0 {
+		return fmt.Sprintf("image %s (%d layers on a %s base disk)", r.Image, n, progress.Bytes(r.Record.ImageBytes))
+	}
+	return fmt.Sprintf("image %s (%s)", r.Image, progress.Bytes(r.Record.ImageBytes))
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/labhost"
-	"github.com/labforge/labforge/internal/progress"
 )
 
 type buildFlags struct {
@@ -30,16 +29,10 @@ func newBuildCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if progressJSON {
-				// stdout stays JSON lines: the result is the last event.
-				return newPrinter(cmd.OutOrStdout(), false).Result(map[string]any{
-					"image": res.Image, "key": res.Key, "cached": res.Cached, "bytes": res.Record.ImageBytes, "layers": len(res.Record.Layers)})
+			if progressJSON { // stdout stays JSON lines: the result is the last event
+				return newPrinter(cmd.OutOrStdout(), false).Result(res.Fields())
 			}
-			if n := len(res.Record.Layers); n > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%d layers on a %s base disk)\n", res.Image, n, progress.Bytes(res.Record.ImageBytes))
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "image %s (%s)\n", res.Image, progress.Bytes(res.Record.ImageBytes))
-			}
+			fmt.Fprintln(cmd.OutOrStdout(), res)
 			return nil
 		},
 	}

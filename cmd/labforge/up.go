@@ -61,27 +61,22 @@ func runUp(ctx context.Context, out io.Writer, spec *images.Spec, f *upFlags, g 
 		return err
 	}
 	defer up.Client.Close()
-	inst, rep := up.Inst, up.Report
-	if progressJSON {
-		r := map[string]any{"name": inst.Name, "domain": inst.Domain, "sshPort": inst.SSHPort,
-			"sshReadySeconds": up.SSHReady.Seconds(), "seconds": time.Since(up.Started).Seconds(), "restored": inst.Restored}
-		if rep != nil {
-			r["checks"], r["failed"] = len(rep.Results), rep.Failed()
-		}
-		_ = newPrinter(out, false).Result(r)
-		if rep != nil && rep.Err() != nil {
-			return exitError(1)
-		}
-		return nil
+	var failed error
+	if up.Report != nil {
+		failed = up.Report.Err()
 	}
-	if rep != nil && rep.Err() != nil {
-		fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", inst.Name, rep.Err())
-		fmt.Fprintf(out, "the instance is still up for inspection: labforge ssh -n %s, then labforge down %s\n", inst.Name, inst.Name)
+	switch {
+	case progressJSON:
+		_ = newPrinter(out, false).Result(up.Fields())
+	case failed != nil:
+		fmt.Fprintf(os.Stderr, "labforge: %s: %v\n", up.Inst.Name, failed)
+		fmt.Fprintf(out, "the instance is still up for inspection: labforge ssh -n %s, then labforge down %s\n", up.Inst.Name, up.Inst.Name)
+	default:
+		fmt.Fprint(out, up.Greeting())
+	}
+	if failed != nil {
 		return exitError(1)
 	}
-	fmt.Fprintf(out, "\n%s is up (SSH-ready in %s, verified in %s).\n  log in:   labforge ssh -n %s\n  or:       ssh -F %s %s\n  console:  %s\n  stop:     labforge down %s\n",
-		inst.Name, up.SSHReady.Round(100*time.Millisecond), time.Since(up.Started).Round(100*time.Millisecond),
-		inst.Name, inst.SSHConfigPath(), inst.Domain, inst.ConsolePath(), inst.Name)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/labforge/labforge/internal/fsx"
 	"github.com/labforge/labforge/internal/instance"
+	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/sshx"
 	"github.com/labforge/labforge/verify"
 )
@@ -161,4 +163,74 @@ func Verify(ctx context.Context, c *Class, suite *verify.Suite, parallel int) []
 	}
 	fpRep.Duration = time.Since(fpRep.Started)
 	return append(reports, fpRep)
+}
+
+// VerifyOptions say which class class verify checks, with what suite,
+// and where the reports go.
+type VerifyOptions struct {
+	Name      string
+	SuitePath string // "": the class's own
+	JUnitPath string // "": no JUnit file
+	Parallel  int    // hosts verified at once
+	Out       io.Writer
+	Stderr    io.Writer
+}
+
+// RunVerify verifies class o.Name, writes each report's table to o.Out
+// (and all of them as JUnit when asked), and says on o.Stderr how many
+// suites failed, if any. It returns that number.
+func RunVerify(ctx context.Context, o VerifyOptions) (int, error) {
+	c, err := Load(o.Name)
+	if err != nil {
+		return 0, err
+	}
+	if o.SuitePath == "" {
+		o.SuitePath = c.Verify
+	}
+	suite, err := labhost.SuiteFor(o.SuitePath, c.Spec, o.Stderr)
+	if err != nil {
+		return 0, err
+	}
+	reports := Verify(ctx, c, suite, o.Parallel)
+	failed, err := writeReports(o.Out, reports)
+	if err != nil {
+		return failed, err
+	}
+	if o.JUnitPath != "" {
+		if err := writeJUnit(o.JUnitPath, reports); err != nil {
+			return failed, err
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(o.Stderr, "labforge: class %s: %d of %d suites failed\n", c.Name, failed, len(reports))
+	}
+	return failed, nil
+}
+
+// writeReports writes each report's table under its suite and host, and
+// counts the suites that failed.
+func writeReports(w io.Writer, reports []*verify.Report) (int, error) {
+	failed := 0
+	for _, rep := range reports {
+		fmt.Fprintf(w, "\n%s on %s\n", rep.Suite, rep.Host)
+		if err := verify.WriteTable(w, rep); err != nil {
+			return failed, err
+		}
+		if rep.Failed() > 0 {
+			failed++
+		}
+	}
+	return failed, nil
+}
+
+func writeJUnit(path string, reports []*verify.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := verify.WriteJUnit(f, reports...); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -307,3 +307,21 @@ func SuiteFor(suitePath, specPath string, stderr io.Writer) (*verify.Suite, erro
 	addDenialCheck(suite, spec)
 	return suite, nil
 }
+
+// Fields are the host's result for tools reading --progress-json.
+func (h *Host) Fields() map[string]any {
+	r := map[string]any{"name": h.Inst.Name, "domain": h.Inst.Domain, "sshPort": h.Inst.SSHPort,
+		"sshReadySeconds": h.SSHReady.Seconds(), "seconds": time.Since(h.Started).Seconds(), "restored": h.Inst.Restored}
+	if h.Report != nil {
+		r["checks"], r["failed"] = len(h.Report.Results), h.Report.Failed()
+	}
+	return r
+}
+
+// Greeting tells a person the host is up and how to use it.
+func (h *Host) Greeting() string {
+	i := h.Inst
+	return fmt.Sprintf("\n%s is up (SSH-ready in %s, verified in %s).\n  log in:   labforge ssh -n %s\n  or:       ssh -F %s %s\n  console:  %s\n  stop:     labforge down %s\n",
+		i.Name, h.SSHReady.Round(100*time.Millisecond), time.Since(h.Started).Round(100*time.Millisecond),
+		i.Name, i.SSHConfigPath(), i.Domain, i.ConsolePath(), i.Name)
+}
