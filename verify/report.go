@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jstemmer/go-junit-report/v2/junit"
+	"github.com/labforge/labforge/internal/fsx"
 )
 
 // WriteTable writes one aligned row per check, a hint line under each
@@ -123,4 +125,17 @@ func failureText(c CheckResult) string {
 
 func formatSeconds(d time.Duration, prec int) string {
 	return fmt.Sprintf("%.*f", prec, d.Seconds())
+}
+
+// WriteJUnitFile writes the reports' JUnit XML to path whole or not at
+// all: a CI job must not pick up half a report.
+func WriteJUnitFile(path string, reports ...*Report) error {
+	var b bytes.Buffer
+	if err := WriteJUnit(&b, reports...); err != nil {
+		return fmt.Errorf("junit %s: %w", path, err)
+	}
+	if err := fsx.WriteAtomic(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("junit: %w", err)
+	}
+	return nil
 }

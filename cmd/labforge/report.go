@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -45,13 +43,5 @@ func (r *reportFlags) writeJUnit(reps ...*verify.Report) error {
 	if r.junit == "" {
 		return nil
 	}
-	f, err := os.Create(r.junit)
-	if err != nil {
-		return fmt.Errorf("junit: %w", err)
-	}
-	if err := verify.WriteJUnit(f, reps...); err != nil {
-		f.Close()
-		return fmt.Errorf("junit %s: %w", r.junit, err)
-	}
-	return f.Close()
+	return verify.WriteJUnitFile(r.junit, reps...)
 }

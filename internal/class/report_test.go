@@ -95,7 +95,7 @@ func TestWriteReportsAndJUnit(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "junit.xml")
-	if err := writeJUnit(path, reports); err != nil {
+	if err := verify.WriteJUnitFile(path, reports...); err != nil {
 		t.Fatal(err)
 	}
 	if data, err := os.ReadFile(path); err != nil || strings.Count(string(data), "<testsuite ") != 3 {

@@ -197,7 +197,7 @@ func RunVerify(ctx context.Context, o VerifyOptions) (int, error) {
 		return failed, err
 	}
 	if o.JUnitPath != "" {
-		if err := writeJUnit(o.JUnitPath, reports); err != nil {
+		if err := verify.WriteJUnitFile(o.JUnitPath, reports...); err != nil {
 			return failed, err
 		}
 	}
@@ -221,16 +221,4 @@ func writeReports(w io.Writer, reports []*verify.Report) (int, error) {
 		}
 	}
 	return failed, nil
-}
-
-func writeJUnit(path string, reports []*verify.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := verify.WriteJUnit(f, reports...); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
