@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/progress"
-	"github.com/labforge/labforge/internal/virt"
 )
 
 func newBoxCmd(g *globalFlags) *cobra.Command {
@@ -37,15 +37,14 @@ Vagrant's insecure key, which vagrant up replaces on first boot. Memory and
 CPUs come from the spec (vm:), or from --memory and --cpus.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			w := cmd.OutOrStdout()
-			var image, stem string
-			memMiB, ncpu := int64(2048), 2
-			if len(args) == 1 && strings.HasSuffix(args[0], ".qcow2") {
-				if _, err := os.Stat(args[0]); err != nil {
+			ctx, w := cmd.Context(), cmd.OutOrStdout()
+			o := builder.BoxOptions{Name: name, MemoryMiB: 2048, CPUs: 2, Created: time.Now()}
+			image := argOr(args, "")
+			stem := strings.TrimSuffix(filepath.Base(image), ".qcow2")
+			if strings.HasSuffix(image, ".qcow2") {
+				if _, err := os.Stat(image); err != nil {
 					return err
 				}
-				image, stem = args[0], strings.TrimSuffix(filepath.Base(args[0]), ".qcow2")
 			} else {
 				spec, err := loadSpec(args)
 				if err != nil {
@@ -56,47 +55,22 @@ CPUs come from the spec (vm:), or from --memory and --cpus.`,
 					return err
 				}
 				image, stem = res.Image, spec.Name
-				memMiB, ncpu = spec.VM.Memory.MiB(), spec.VM.CPUs
+				o.MemoryMiB, o.CPUs = spec.VM.Memory.MiB(), spec.VM.CPUs
 			}
 			if memory != "" {
 				m, err := images.ParseSize(memory)
 				if err != nil {
 					return fmt.Errorf("--memory: %w", err)
 				}
-				memMiB = m.MiB()
+				o.MemoryMiB = m.MiB()
 			}
-			if cpus != 0 {
-				ncpu = cpus
-			}
-			if name == "" {
-				name = "labforge/" + stem
-			}
-			if out == "" {
-				out = filepath.Join("dist", stem+".box")
-			}
-			var loaders []string
-			for _, f := range virt.Firmwares() {
-				loaders = append(loaders, f.Code)
-			}
-			if err := os.MkdirAll(paths.Cache(), 0o755); err != nil {
-				return err
-			}
-			var box *builder.Box
-			p := newPrinter(w, g.quiet)
-			if err := p.Timed("box", func() (string, error) {
-				var err error
-				box, err = builder.ExportBox(ctx, image, out, paths.Cache(), builder.BoxOptions{
-					Name: name, MemoryMiB: memMiB, CPUs: ncpu, Loaders: loaders, Created: time.Now(),
-				})
-				if err != nil {
-					return "", err
-				}
-				return fmt.Sprintf("%d MiB, %d CPUs, UEFI", memMiB, ncpu), nil
-			}); err != nil {
+			o.CPUs = cmp.Or(cpus, o.CPUs)
+			box, o, err := builder.ExportBoxAs(ctx, newPrinter(w, g.quiet), image, stem, out, paths.Cache(), o)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "%s (%s; disk %s virtual, box.img %s)\n", box.Path, progress.Bytes(box.Bytes), progress.Bytes(box.VirtualSize), progress.Bytes(box.ImageBytes))
-			fmt.Fprintf(w, "vagrant box add --name %s %s\n", name, box.Path)
+			fmt.Fprintf(w, "vagrant box add --name %s %s\n", o.Name, box.Path)
 			return nil
 		},
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/labhost"
-	"github.com/labforge/labforge/internal/virt"
 	"github.com/labforge/labforge/labs"
 	"github.com/labforge/labforge/verify"
 )
@@ -66,114 +65,59 @@ booted the lab host for its own checks goes on to the course.`,
 }
 
 func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *globalFlags) (err error) {
-	c, err := course()
-	if err != nil {
+	o := labs.RunOptions{HostName: f.on}
+	if o.Course, err = course(); err != nil {
 		return err
 	}
-	list := c.Exercises
-	if len(f.only) > 0 {
-		list = nil
-		for _, id := range f.only {
-			e, err := c.Get(id)
-			if err != nil {
-				return err
-			}
-			list = append(list, e)
-		}
-	}
-	wrong := map[string]bool{}
-	for _, id := range f.wrongAttempts {
-		if id == "all" {
-			for _, e := range c.Exercises {
-				wrong[e.ID] = true
-			}
-			continue
-		}
-		if _, err := c.Get(id); err != nil {
-			return fmt.Errorf("--wrong-attempts: %w", err)
-		}
-		wrong[id] = true
-	}
-	self, err := selfBinary()
-	if err != nil {
+	if o.Exercises, err = o.Course.Select(f.only, len(f.only) == 0); err != nil {
 		return err
 	}
-	reps := []*verify.Report{}
-	var h labs.Host
-	var env labs.Env
-	var hostName string
+	if o.Wrong, err = o.Course.WrongSet(f.wrongAttempts); err != nil {
+		return fmt.Errorf("--wrong-attempts: %w", err)
+	}
+	if o.Self, err = labs.SelfBinary(); err != nil {
+		return err
+	}
 	if f.on != "" {
-		t := labTarget{name: f.on}
-		var done func()
-		if h, env, done, err = t.open(ctx); err != nil {
+		h, err := instance.OpenCourseHost(ctx, f.on, false)
+		if err != nil {
 			return err
 		}
-		defer done()
-		hostName = f.on
+		defer h.Close()
+		o.Host, o.Env = h.Host, h.Env
 	} else {
+		// No := here: the teardown below sets the function's err.
 		var up *labhost.Host
 		if up, err = ciUp(ctx, out, args, f, g); err != nil {
 			return err
 		}
 		defer up.Client.Close()
 		if !f.keep {
+			// Tear down even after Ctrl-C: a CI host must not outlive its run.
 			defer func() {
-				// Tear down even after Ctrl-C: a CI host must not outlive its run.
-				if derr := ciDown(context.WithoutCancel(ctx), f.up.name); derr != nil {
-					err = errorsJoin(err, derr)
-				} else {
+				switch derr := instance.Destroy(context.WithoutCancel(ctx), f.up.name); {
+				case derr == nil:
 					fmt.Fprintf(out, "==> %s: down\n", f.up.name)
+				case err == nil:
+					err = derr
+				default:
+					err = fmt.Errorf("%w; teardown: %v", err, derr)
 				}
 			}()
 		}
 		if up.Report != nil {
-			reps = append(reps, up.Report)
+			o.Reports = []*verify.Report{up.Report}
 		}
-		h = instance.RootRunner{Client: up.Client}
-		env = labs.Env{User: up.Inst.User}
-		hostName = up.Inst.Name
+		o.Host, o.Env, o.HostName = instance.RootRunner{Client: up.Client}, labs.Env{User: up.Inst.User}, up.Inst.Name
 	}
-
-	installRep := &verify.Report{Suite: "course install", Host: hostName, Started: time.Now()}
-	t0 := time.Now()
-	ierr := labs.Install(ctx, h, c, env, self)
-	installRep.Results = append(installRep.Results, labs.StepResult("install the course on the host", t0, ierr, ""))
-	installRep.Duration = time.Since(installRep.Started)
-	reps = append(reps, installRep)
-	if ierr == nil {
-		for _, e := range list {
-			if ctx.Err() != nil {
-				break
-			}
-			rep := labs.Prove(ctx, out, h, env, e, wrong[e.ID])
-			rep.Host = hostName
-			reps = append(reps, rep)
-		}
+	reps, err := labs.RunCourse(ctx, out, o)
+	if jerr := (&reportFlags{junit: f.junit}).writeJUnit(reps...); jerr != nil {
+		return jerr
 	}
-
-	failed := 0
-	fmt.Fprintln(out, "\n==> course summary")
-	for _, r := range reps {
-		status := "PASS"
-		if r.Failed() > 0 {
-			status = "FAIL"
-			failed++
-		}
-		fmt.Fprintf(out, "%s  %s (%d of %d steps passed)\n", status, r.Suite, r.Passed(), len(r.Results))
+	if err != nil {
+		return err
 	}
-	if f.junit != "" {
-		rf := reportFlags{junit: f.junit}
-		if err := rf.writeJUnit(reps...); err != nil {
-			return err
-		}
-	}
-	if ierr != nil {
-		return ierr
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if failed > 0 {
+	if failed := labs.Failed(reps); failed > 0 {
 		fmt.Fprintf(out, "%d of %d suites failed\n", failed, len(reps))
 		return exitError(1)
 	}
@@ -190,20 +134,4 @@ func ciUp(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glob
 		return nil, err
 	}
 	return bringUp(ctx, out, spec, &f.up, g)
-}
-
-func ciDown(ctx context.Context, name string) error {
-	conn, err := virt.Connect(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return instance.Down(conn, name)
-}
-
-func errorsJoin(a, b error) error {
-	if a == nil {
-		return b
-	}
-	return fmt.Errorf("%w; teardown: %v", a, b)
 }

@@ -1,21 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/labforge/labforge/builder"
-	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/internal/progress"
-	"github.com/labforge/labforge/verify"
 )
 
 func newImageCmd(g *globalFlags) *cobra.Command {
@@ -73,23 +66,10 @@ you trust (labforge's builds and exports). The image must be self-contained
 mounted read-only, nosuid and nodev, in a directory only root can enter.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			suite, err := images.SealSuite()
-			if suitePath != "" {
-				suite, err = verify.Load(suitePath)
-			}
+			rep, err := builder.VerifyImage(cmd.Context(), args[0], suitePath, paths.Cache())
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(paths.Cache(), 0o755); err != nil {
-				return err
-			}
-			tree, err := builder.OpenTree(cmd.Context(), args[0], paths.Cache())
-			if err != nil {
-				return err
-			}
-			defer tree.Close()
-			rep := verify.Run(cmd.Context(), tree, suite, verify.Options{})
-			rep.Host = filepath.Base(args[0])
 			if err := report.write(cmd.OutOrStdout(), rep); err != nil {
 				return err
 			}
@@ -116,40 +96,9 @@ func newImageDiffCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if changes == nil {
-					changes = []builder.Change{}
-				}
-				return enc.Encode(changes)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KIND\tNAME\tA\tB")
-			counts := map[string]int{}
-			for _, c := range changes {
-				counts[c.Kind]++
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Kind, c.Name, orAbsent(c.A), orAbsent(c.B))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%d differences (%d packages, %d files)\n", len(changes), counts["package"], counts["file"])
-			return nil
+			return builder.WriteChanges(cmd.OutOrStdout(), changes, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the differences as JSON")
 	return cmd
-}
-
-func orAbsent(s string) string {
-	if s == "" {
-		return "(absent)"
-	}
-	s = strings.ReplaceAll(s, "\t", " ")
-	if len(s) > 60 {
-		s = s[:57] + "..."
-	}
-	return s
 }

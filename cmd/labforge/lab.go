@@ -4,17 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/labs"
-	"github.com/labforge/labforge/verify"
 )
 
 // labTarget says which host a lab command works on: a running instance
@@ -29,25 +24,6 @@ func (t *labTarget) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&t.name, "name", "n", "default", "instance name")
 	cmd.Flags().BoolVar(&t.local, "local", false, "work on this machine (inside the lab host, as root)")
 	_ = cmd.Flags().MarkHidden("local")
-}
-
-// open connects to the target; done closes it.
-func (t *labTarget) open(ctx context.Context) (h labs.Host, env labs.Env, done func(), err error) {
-	if t.local {
-		if os.Geteuid() != 0 {
-			return nil, env, nil, fmt.Errorf("--local runs the exercise's scripts and checks as root: use sudo")
-		}
-		return labs.LocalHost{}, env, func() {}, nil
-	}
-	inst, err := instance.Load(t.name)
-	if err != nil {
-		return nil, env, nil, err
-	}
-	client, err := inst.Dial(ctx, time.Minute)
-	if err != nil {
-		return nil, env, nil, err
-	}
-	return instance.RootRunner{Client: client}, labs.Env{User: inst.User}, func() { client.Close() }, nil
 }
 
 func course() (*labs.Course, error) {
@@ -92,24 +68,7 @@ func newLabListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if plain {
-				// For the guest's `labs` command: one tab-separated line each.
-				for _, e := range c.Exercises {
-					fmt.Fprintf(out, "%s\t%d\t%s\t%s\n", e.ID, e.Part, strings.Join(e.Objectives, ","), e.Title)
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tPART\tOBJECTIVES\tTITLE")
-			for _, e := range c.Exercises {
-				title := e.Title
-				if e.Broken {
-					title += " (starts broken)"
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.ID, e.Part, strings.Join(e.Objectives, " "), title)
-			}
-			return tw.Flush()
+			return c.WriteList(cmd.OutOrStdout(), plain)
 		},
 	}
 	cmd.Flags().BoolVar(&plain, "plain", false, "tab-separated, no header")
@@ -129,92 +88,12 @@ func newLabShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			if raw {
-				_, err := io.WriteString(out, e.Markdown())
-				return err
-			}
-			tty := false
-			if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-				tty = true
-				if w, _, err := term.GetSize(int(f.Fd())); err == nil && width == 0 {
-					width = min(w, 100)
-				}
-			}
-			if width == 0 {
-				width = 80
-			}
-			s, err := e.Render(width, tty)
-			if err != nil {
-				return err
-			}
-			_, err = io.WriteString(out, s)
-			return err
+			return e.Show(cmd.OutOrStdout(), width, raw)
 		},
 	}
 	cmd.Flags().IntVar(&width, "width", 0, "wrap at this many columns (default: the terminal's, at most 100, or 80)")
 	cmd.Flags().BoolVar(&raw, "markdown", false, "print the Markdown source")
 	return cmd
-}
-
-func newLabStartCmd() *cobra.Command {
-	var t labTarget
-	cmd := &cobra.Command{
-		Use:   "start ID",
-		Short: "Install the course on the host and set an exercise up",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, e, err := exercise(args[0])
-			if err != nil {
-				return err
-			}
-			h, env, done, err := t.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
-			out := cmd.OutOrStdout()
-			if !t.local {
-				self, err := selfBinary()
-				if err != nil {
-					return err
-				}
-				if err := labs.Install(cmd.Context(), h, c, env, self); err != nil {
-					return err
-				}
-			}
-			log, err := env.Start(cmd.Context(), h, e)
-			printScriptOutput(out, log)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%s is ready: the instructions are in %s/README.md on the host (labs show %s there, or labforge lab show %s here).\n",
-				e.ID, env.Dir(e), e.ID, e.ID)
-			return nil
-		},
-	}
-	t.register(cmd)
-	return cmd
-}
-
-// selfBinary is this labforge, installed on the host for the student's
-// `labs` command.
-func selfBinary() ([]byte, error) {
-	p, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find labforge's own binary: %w", err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("read labforge's own binary: %w", err)
-	}
-	return b, nil
-}
-
-func printScriptOutput(w io.Writer, s string) {
-	if s = strings.TrimRight(s, "\n"); s != "" {
-		fmt.Fprintln(w, s)
-	}
 }
 
 func newLabCheckCmd() *cobra.Command {
@@ -233,51 +112,23 @@ per exercise. It exits non-zero when any check fails.`,
 			if err != nil {
 				return err
 			}
-			var list []*labs.Exercise
-			switch {
-			case all && len(args) > 0:
-				return fmt.Errorf("give exercise ids or --all, not both")
-			case all:
-				list = c.Exercises
-			case len(args) == 0:
-				return fmt.Errorf("name an exercise (labforge lab list), or --all")
-			}
-			for _, id := range args {
-				e, err := c.Get(id)
-				if err != nil {
-					return err
-				}
-				list = append(list, e)
-			}
-			h, env, done, err := t.open(cmd.Context())
+			list, err := c.Select(args, all)
 			if err != nil {
 				return err
 			}
-			defer done()
-			out := cmd.OutOrStdout()
-			var reps []*verify.Report
-			failed := 0
-			for _, e := range list {
-				rep := env.Check(cmd.Context(), h, e, wait, verify.Options{})
-				rep.Host = t.name
-				if t.local {
-					rep.Host = "localhost"
-				}
-				reps = append(reps, rep)
-				if len(list) > 1 && !report.json {
-					fmt.Fprintf(out, "== %s: %s\n", e.ID, e.Title)
-				}
-				if err := report.writeOne(out, rep); err != nil {
-					return err
-				}
-				if rep.Err() != nil {
-					failed++
-				}
+			h, err := instance.OpenCourseHost(cmd.Context(), t.name, t.local)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			reps, err := labs.CheckExercises(cmd.Context(), cmd.OutOrStdout(), h.Host, h.Env, list, labs.CheckOptions{Wait: wait, JSON: report.json, Host: h.Name})
+			if err != nil {
+				return err
 			}
 			if err := report.writeJUnit(reps...); err != nil {
 				return err
 			}
-			if failed > 0 {
+			if failed := labs.Failed(reps); failed > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "labforge: %d of %d exercises not done yet\n", failed, len(list))
 				return exitError(1)
 			}
@@ -291,58 +142,68 @@ per exercise. It exits non-zero when any check fails.`,
 	return cmd
 }
 
+func newLabStartCmd() *cobra.Command {
+	return newLabScriptCmd("start ID", "Install the course on the host and set an exercise up",
+		func(ctx context.Context, h *instance.CourseHost, c *labs.Course, e *labs.Exercise) (string, error) {
+			return h.Start(ctx, c, e)
+		}, func(out io.Writer, h *instance.CourseHost, e *labs.Exercise, _ string) {
+			fmt.Fprintf(out, "%s is ready: the instructions are in %s/README.md on the host (labs show %s there, or labforge lab show %s here).\n",
+				e.ID, h.Env.Dir(e), e.ID, e.ID)
+		})
+}
+
 func newLabHintCmd() *cobra.Command {
 	return newLabScriptCmd("hint ID", "Show what to do for each check of an exercise (recorded: later checks show it too)",
-		func(ctx context.Context, env labs.Env, h labs.Host, e *labs.Exercise) (string, error) {
-			var b strings.Builder
-			for _, c := range env.Hint(ctx, h, e) {
-				fmt.Fprintf(&b, "%s\n  %s\n", c.Name, c.Hint)
-			}
-			return b.String(), nil
-		}, "")
+		func(ctx context.Context, h *instance.CourseHost, _ *labs.Course, e *labs.Exercise) (string, error) {
+			return labs.HintText(h.Env.Hint(ctx, h.Host, e)), nil
+		}, nil)
 }
 
 func newLabSolveCmd() *cobra.Command {
 	return newLabScriptCmd("solve ID", "Run an exercise's reference solution (instructors, CI)",
-		func(ctx context.Context, env labs.Env, h labs.Host, e *labs.Exercise) (string, error) {
-			return env.Solve(ctx, h, e)
-		}, "solved: labforge lab check %s -n %s --wait\n")
+		func(ctx context.Context, h *instance.CourseHost, _ *labs.Course, e *labs.Exercise) (string, error) {
+			return h.Env.Solve(ctx, h.Host, e)
+		}, func(out io.Writer, _ *instance.CourseHost, e *labs.Exercise, name string) {
+			fmt.Fprintf(out, "solved: labforge lab check %s -n %s --wait\n", e.ID, name)
+		})
 }
 
 func newLabResetCmd() *cobra.Command {
 	return newLabScriptCmd("reset ID", "Undo an exercise: the host as it was before start, the student's files gone",
-		func(ctx context.Context, env labs.Env, h labs.Host, e *labs.Exercise) (string, error) {
-			return env.Reset(ctx, h, e)
-		}, "reset: labforge lab start %s -n %s to begin again\n")
+		func(ctx context.Context, h *instance.CourseHost, _ *labs.Course, e *labs.Exercise) (string, error) {
+			return h.Env.Reset(ctx, h.Host, e)
+		}, func(out io.Writer, _ *instance.CourseHost, e *labs.Exercise, name string) {
+			fmt.Fprintf(out, "reset: labforge lab start %s -n %s to begin again\n", e.ID, name)
+		})
 }
 
 // newLabScriptCmd is a command on one exercise of a host: run, then its
-// output, then after (a next step, with the exercise id and host name) if any.
-func newLabScriptCmd(use, short string, run func(context.Context, labs.Env, labs.Host, *labs.Exercise) (string, error), after string) *cobra.Command {
+// output, then, when run succeeded, after (the next step, given -n's name).
+func newLabScriptCmd(use, short string, run func(context.Context, *instance.CourseHost, *labs.Course, *labs.Exercise) (string, error),
+	after func(out io.Writer, h *instance.CourseHost, e *labs.Exercise, name string)) *cobra.Command {
 	var t labTarget
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, e, err := exercise(args[0])
+			c, e, err := exercise(args[0])
 			if err != nil {
 				return err
 			}
-			h, env, done, err := t.open(cmd.Context())
+			h, err := instance.OpenCourseHost(cmd.Context(), t.name, t.local)
 			if err != nil {
 				return err
 			}
-			defer done()
-			log, err := run(cmd.Context(), env, h, e)
-			printScriptOutput(cmd.OutOrStdout(), log)
-			if err != nil {
-				return err
+			defer h.Close()
+			log, err := run(cmd.Context(), h, c, e)
+			if log = strings.TrimRight(log, "\n"); log != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), log)
 			}
-			if after != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), after, e.ID, t.name)
+			if err == nil && after != nil {
+				after(cmd.OutOrStdout(), h, e, t.name)
 			}
-			return nil
+			return err
 		},
 	}
 	t.register(cmd)

@@ -51,6 +51,9 @@ func TestLabBadInputs(t *testing.T) {
 		{[]string{"ci", filepath.Join(dir, "none.yaml")}, "none.yaml: no such file"},
 		{[]string{"ci", "images/debian-base.yaml", "--only", "p2-nope"}, `no exercise "p2-nope"`},
 		{[]string{"ci", "images/debian-base.yaml", "--wrong-attempts=p2-seccomp,p2-nope"}, `--wrong-attempts: no exercise "p2-nope"`},
+		{[]string{"ci", "--on", "nope"}, `no instance "nope"`},
+		{[]string{"ci", "--on", "nope", "--only", "p2-nope"}, `no exercise "p2-nope"`},
+		{[]string{"lab", "hint", "p2-seccomp", "-n", "nope"}, `no instance "nope"`},
 	}
 	for _, c := range cases {
 		_, err := run(t, c.args...)
