@@ -60,7 +60,12 @@ type Result struct {
 	Image  string // the qcow2 disk
 	Key    string // content key of the image
 	Cached bool   // the image was already there
-	Record Record
+	Record Record // the base disk's
+	// SHA256 names the image's bytes: the base disk's sha256, or for an
+	// image of layers a digest of it and every layer's. A layer rebuilt
+	// with other bytes under the same key changes it, so nothing made from
+	// an image (a warm state) outlives the bytes it was made on.
+	SHA256 string
 }
 
 // Record is the build's own account, kept beside the image as JSON.
@@ -233,11 +238,17 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 			return nil, err
 		}
 	}
-	res.Record = *rec
-	if len(spec.Provision) == 0 {
+	res.Record, res.SHA256 = *rec, rec.SHA256
+	if len(spec.Provision) == 0 && !spec.Course {
 		return res, nil
 	}
-	plan := planLayers(opts.CacheDir, res.Key, spec)
+	var courseKey string
+	if spec.Course {
+		if b.courseProg, courseKey, err = courseContent(); err != nil {
+			return nil, fmt.Errorf("%s: course: %w", spec.Path, err)
+		}
+	}
+	plan := planLayers(opts.CacheDir, res.Key, spec, courseKey)
 	final := plan[len(plan)-1]
 	res.Image, res.Key = final.Path, final.Key
 	first := 0
@@ -259,6 +270,9 @@ func build1(ctx context.Context, spec *images.Spec, opts Options) (*Result, erro
 	res.Record.Layers = make([]LayerRecord, len(plan))
 	for i, l := range plan {
 		res.Record.Layers[i] = LayerRecord{Step: l.Step, Key: l.Key}
+	}
+	if res.SHA256, err = imageSum(res.Record.SHA256, plan); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -312,6 +326,8 @@ type build struct {
 	spec     *images.Spec
 	fam      family.Profile
 	times    map[string]string
+	// courseProg is the course's program a course layer installs.
+	courseProg []byte
 }
 
 // step runs fn as one named, timed step of the build.

@@ -37,8 +37,19 @@ type layer struct {
 
 func (l layer) record() string { return l.Path[:len(l.Path)-len(".qcow2")] + ".json" }
 
-// planLayers lists the layers of spec on top of the base disk baseKey.
-func planLayers(cacheDir, baseKey string, spec *images.Spec) []layer {
+// courseStep names the layer that puts the course on the image (a spec's
+// course: true), after the steps and before the seal.
+const courseStep = "course"
+
+// Layer indices that are not the spec's steps.
+const (
+	sealIndex   = -1
+	courseIndex = -2
+)
+
+// planLayers lists the layers of spec on top of the base disk baseKey;
+// courseKey keys the course's layer (the course and its program).
+func planLayers(cacheDir, baseKey string, spec *images.Spec, courseKey string) []layer {
 	dir := filepath.Join(cacheDir, "layers")
 	parent := baseKey
 	var out []layer
@@ -51,7 +62,10 @@ func planLayers(cacheDir, baseKey string, spec *images.Spec) []layer {
 	for i, st := range spec.Provision {
 		add(st.Name, i, fmt.Sprintf("step %d %s", stepVersion, spec.StepHash(i)))
 	}
-	add(sealStep, -1, fmt.Sprintf("seal %d %x", sealVersion, sha256.Sum256([]byte(sealScript))))
+	if spec.Course {
+		add(courseStep, courseIndex, "course "+courseKey)
+	}
+	add(sealStep, sealIndex, fmt.Sprintf("seal %d %x", sealVersion, sha256.Sum256([]byte(sealScript))))
 	return out
 }
 
@@ -97,13 +111,36 @@ func writeLayerMeta(l layer, parent string, took time.Duration) error {
 
 // checkLayer verifies a cached layer against its record.
 func checkLayer(l layer) error {
-	data, err := os.ReadFile(l.record())
+	m, err := readLayerMeta(l)
 	if err != nil {
 		return err
 	}
+	return checkFile(l.Path, m.SHA256)
+}
+
+// imageSum names an image of layers by its bytes: the base disk's sha256
+// and each layer's, as recorded when the layer was made.
+func imageSum(base string, plan []layer) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "base %s\n", base)
+	for _, l := range plan {
+		m, err := readLayerMeta(l)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "layer %s %s\n", l.Key, m.SHA256)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)), nil
+}
+
+func readLayerMeta(l layer) (*layerMeta, error) {
+	data, err := os.ReadFile(l.record())
+	if err != nil {
+		return nil, err
+	}
 	var m layerMeta
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("%s: %w", l.record(), err)
+		return nil, fmt.Errorf("%s: %w", l.record(), err)
 	}
-	return checkFile(l.Path, m.SHA256)
+	return &m, nil
 }

@@ -107,12 +107,16 @@ func (b *build) provision(ctx context.Context, base, baseKey string, plan []laye
 	for i := first; i < len(plan); i++ {
 		l := plan[i]
 		t0 := time.Now()
-		if l.Index < 0 {
+		if l.Index == sealIndex {
 			if err := b.step(sealStep, func() (string, error) { return "", b.seal(ctx, conn, client, dom) }); err != nil {
 				return err
 			}
 		} else {
-			if err := b.step("step "+l.Step, func() (string, error) { return l.Key, b.runStep(ctx, client, l.Index) }); err != nil {
+			name, run := "step "+l.Step, func() (string, error) { return l.Key, b.runStep(ctx, client, l.Index) }
+			if l.Index == courseIndex {
+				name, run = courseStep, func() (string, error) { return b.installCourse(ctx, client) }
+			}
+			if err := b.step(name, run); err != nil {
 				return err
 			}
 			if err := b.checkDenials(ctx, client, l.Step); err != nil {

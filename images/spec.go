@@ -33,7 +33,11 @@ type Spec struct {
 	VM          VM       `yaml:"vm"`
 	User        string   `yaml:"user"`
 	Provision   []Step   `yaml:"provision"`
-	Verify      string   `yaml:"verify"`
+	// Course puts labforge's course on the image after the steps: the
+	// student's `labs` command, its program and the course without its
+	// solutions, so that a host or a box made from it has the course.
+	Course bool   `yaml:"course"`
+	Verify string `yaml:"verify"`
 	// Artifacts are programs built on the build host and installed into
 	// the root file system before the disk is made.
 	Artifacts []Artifact `yaml:"artifacts"`

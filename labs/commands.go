@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/labforge/labforge/internal/paths"
 	"github.com/labforge/labforge/verify"
 )
 
@@ -119,16 +120,17 @@ func HintText(checks []verify.Check) string {
 	return b.String()
 }
 
-// SelfBinary is the running labforge, which Install puts on the host for
-// the student's `labs` command.
-func SelfBinary() ([]byte, error) {
-	p, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find labforge's own binary: %w", err)
+// CourseProgram is the course's program for lab hosts (labforge-labs,
+// beside labforge), which Install puts on the host for the student's
+// `labs` command.
+func CourseProgram() ([]byte, error) {
+	p := paths.CourseProgram()
+	if p == "" {
+		return nil, errors.New("labforge-labs, the course's program for lab hosts, is not beside labforge (scripts/install builds it into bin/; or set LABFORGE_COURSE_PROGRAM)")
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("read labforge's own binary: %w", err)
+		return nil, fmt.Errorf("read the course's program: %w", err)
 	}
 	return b, nil
 }

@@ -170,7 +170,20 @@ func (c *Course) Get(id string) (*Exercise, error) {
 
 // Default is the course embedded in this binary; it is validated by the
 // unit tests, so an error here means a broken build.
-var Default = sync.OnceValues(func() (*Course, error) { return Load(embedded, "labs") })
+//
+// It is a function, not a value made at start-up, so that a program that
+// never calls it (labforge-guest, which runs the host's copy of the course
+// without the solutions) does not carry the embedded course.
+func Default() (*Course, error) {
+	defaultOnce.Do(func() { defaultCourse, defaultErr = Load(embedded, "labs") })
+	return defaultCourse, defaultErr
+}
+
+var (
+	defaultOnce   sync.Once
+	defaultCourse *Course
+	defaultErr    error
+)
 
 // Guest returns the embedded files installed on the host for the student
 // (the `labs` command), by name.

@@ -372,8 +372,15 @@ func TestStartInstallsAndKeepsStudentFiles(t *testing.T) {
 			t.Errorf("%s in the archive: %q, want %q", name, owners[name], want)
 		}
 	}
-	if len(owners) != 2*len(c.Exercises)+3 {
-		t.Errorf("the archive holds %d entries, want %d", len(owners), 2*len(c.Exercises)+3)
+	hostCopy, err := GuestFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2*len(c.Exercises) + 3 + len(hostCopy); len(owners) != want {
+		t.Errorf("the archive holds %d entries, want %d", len(owners), want)
+	}
+	if owners[strings.TrimPrefix(GuestCourseDir, "/")+"/part2/p2-seccomp/exercise.yaml"] != "root 644" {
+		t.Errorf("the host's copy of the course is not in the archive")
 	}
 	if last := h.cmds[len(h.cmds)-1]; !strings.Contains(last, "tar -x -f "+courseTar+" -C /") {
 		t.Errorf("install's last command does not unpack the archive: %s", last)

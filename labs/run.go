@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/user"
 	"path"
@@ -32,9 +34,10 @@ type Host interface {
 const (
 	// GuestCommand is the student's command on the host.
 	GuestCommand = "/usr/local/bin/labs"
-	// GuestBinary is labforge itself, which the student's command runs to
-	// show and check exercises with the same renderer and checks.
-	GuestBinary = "/usr/local/libexec/labforge/labforge"
+	// GuestBinary is the course's program (cmd/labforge-labs), which the
+	// student's command runs to show and check exercises with labforge's
+	// renderer and checks, from the host's copy of the course.
+	GuestBinary = "/usr/local/libexec/labforge/labforge-labs"
 	// StatusDir keeps the last check of each exercise, for `labs`.
 	StatusDir = "/var/lib/labforge/labs"
 	// DefaultUser is the student account of the lab host.
@@ -67,10 +70,21 @@ func (v Env) Home() string { return "/home/" + v.user() }
 // Dir is where the student works on exercise e.
 func (v Env) Dir(e *Exercise) string { return path.Join(v.Home(), "labs", e.ID) }
 
-// Install puts the student's side of the course on the host: the `labs`
-// command, labforge itself (self, when not nil and not already there) and
-// every exercise's instructions under ~/labs/ID/README.md.
-func Install(ctx context.Context, h Host, c *Course, v Env, self []byte) error {
+// Install puts the course on the host: the student's `labs` command, the
+// course's program (prog, when not nil and not already there), the host's
+// copy of the course (GuestCourseDir) and every exercise's instructions
+// under ~/labs/ID/README.md.
+func Install(ctx context.Context, h Host, c *Course, v Env, prog []byte) error {
+	return install(ctx, h, c, v, prog, true)
+}
+
+// InstallInImage is Install on a build guest, whose student account does
+// not exist yet: `labs start ID` makes ~/labs/ID on the host.
+func InstallInImage(ctx context.Context, h Host, c *Course, prog []byte) error {
+	return install(ctx, h, c, Env{}, prog, false)
+}
+
+func install(ctx context.Context, h Host, c *Course, v Env, self []byte, home bool) error {
 	if self != nil {
 		sum := sha256.Sum256(self)
 		// 20 MB over SSH is seconds; skip it when the host has this build.
@@ -86,16 +100,21 @@ func Install(ctx context.Context, h Host, c *Course, v Env, self []byte) error {
 	}
 	// The other files go as one archive: one copy and one command, where
 	// a copy and a command each cost about a second under TCG.
-	archive, err := courseArchive(c, v)
+	archive, err := courseArchive(c, v, home)
 	if err != nil {
 		return fmt.Errorf("course files: %w", err)
 	}
 	if err := h.Put(ctx, courseTar, archive, 0o600, ""); err != nil {
 		return fmt.Errorf("install the course: %w", err)
 	}
-	labsDir := runx.Quote(path.Join(v.Home(), "labs"))
-	res, err := h.Run(ctx, "tar -x -f "+courseTar+" -C / && rm -f "+courseTar+" && "+
-		"if command -v restorecon >/dev/null; then restorecon -R "+labsDir+" "+GuestCommand+"; fi")
+	label := []string{GuestCommand, path.Dir(GuestBinary), GuestCourseDir}
+	if home {
+		label = append(label, path.Join(v.Home(), "labs"))
+	}
+	// The host's copy is replaced whole: an exercise renamed or removed
+	// goes from it too.
+	res, err := h.Run(ctx, "rm -rf "+GuestCourseDir+" && tar -x -f "+courseTar+" -C / && rm -f "+courseTar+" && "+
+		"if command -v restorecon >/dev/null; then restorecon -R "+quoteAll(label)+"; fi")
 	if err != nil {
 		return fmt.Errorf("install the course: %w", err)
 	}
@@ -105,6 +124,14 @@ func Install(ctx context.Context, h Host, c *Course, v Env, self []byte) error {
 	return nil
 }
 
+func quoteAll(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = runx.Quote(a)
+	}
+	return strings.Join(q, " ")
+}
+
 // courseTar is where Install puts the course's archive before unpacking it.
 const courseTar = "/var/lib/labforge/course.tar"
 
@@ -112,8 +139,12 @@ const courseTar = "/var/lib/labforge/course.tar"
 // /: the student's command, and the student's ~/labs with the course index
 // and each exercise's instructions, owned by the student (tar, as root,
 // takes the owner from the name).
-func courseArchive(c *Course, v Env) ([]byte, error) {
+func courseArchive(c *Course, v Env, home bool) ([]byte, error) {
 	guest, err := Guest()
+	if err != nil {
+		return nil, err
+	}
+	hostCopy, err := GuestFiles()
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +168,15 @@ func courseArchive(c *Course, v Env) ([]byte, error) {
 	}
 	if err := add(GuestCommand, guest["labs"], 0o755, ""); err != nil {
 		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(hostCopy)) {
+		if err := add(path.Join(GuestCourseDir, name), hostCopy[name], 0o644, ""); err != nil {
+			return nil, err
+		}
+	}
+	if !home {
+		err := tw.Close()
+		return buf.Bytes(), err
 	}
 	var index strings.Builder
 	index.WriteString("# The container internals course\n\nRun `labs` for the list and your progress. For each exercise, in this order: `labs start ID` sets it up, `labs show ID` reads it, `labs check ID` checks your work.\n\n")
@@ -190,15 +230,13 @@ func (v Env) vars(e *Exercise) string {
 		runx.Quote(e.ID), runx.Quote(v.user()), runx.Quote(v.Home()), runx.Quote(v.Dir(e)))
 }
 
-var libSh, checkSh = embeddedText("guest/lib.sh"), embeddedText("check.sh")
-
-func embeddedText(name string) string {
-	b, err := embedded.ReadFile(name)
-	if err != nil {
-		panic(err) // embedded at build time
-	}
-	return string(b)
-}
+// The scripts' helpers, embedded apart from the course (see Default).
+var (
+	//go:embed guest/lib.sh
+	libSh string
+	//go:embed check.sh
+	checkSh string
+)
 
 // Suite is e's checks as they run for v (see Exercise.Suite for wait):
 // each command after the variables and check.sh's helpers, so checks find

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labforge/labforge/images"
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/labhost"
 	"github.com/labforge/labforge/labs"
@@ -75,9 +76,6 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 	if o.Wrong, err = o.Course.WrongSet(f.wrongAttempts); err != nil {
 		return fmt.Errorf("--wrong-attempts: %w", err)
 	}
-	if o.Self, err = labs.SelfBinary(); err != nil {
-		return err
-	}
 	if f.on != "" {
 		h, err := instance.OpenCourseHost(ctx, f.on, false)
 		if err != nil {
@@ -85,10 +83,24 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 		}
 		defer h.Close()
 		o.Host, o.Env = h.Host, h.Env
+		if o.Self, err = labs.CourseProgram(); err != nil {
+			return err
+		}
 	} else {
 		// No := here: the teardown below sets the function's err.
+		var spec *images.Spec
+		if spec, err = loadSpec(args); err != nil {
+			return err
+		}
+		if err = instance.ValidName(f.up.name); err != nil {
+			return err
+		}
+		// Before the build and boot: the course goes on at the end.
+		if o.Self, err = labs.CourseProgram(); err != nil {
+			return err
+		}
 		var up *labhost.Host
-		if up, err = ciUp(ctx, out, args, f, g); err != nil {
+		if up, err = bringUp(ctx, out, spec, &f.up, g); err != nil {
 			return err
 		}
 		defer up.Client.Close()
@@ -122,16 +134,4 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 		return exitError(1)
 	}
 	return nil
-}
-
-// ciUp builds and boots SPEC as up does and runs its verify suite.
-func ciUp(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *globalFlags) (*labhost.Host, error) {
-	spec, err := loadSpec(args)
-	if err != nil {
-		return nil, err
-	}
-	if err := instance.ValidName(f.up.name); err != nil {
-		return nil, err
-	}
-	return bringUp(ctx, out, spec, &f.up, g)
 }

@@ -54,7 +54,7 @@ func (h *CourseHost) Close() {
 // student's `labs` command runs it); inside the host they are there.
 func (h *CourseHost) Start(ctx context.Context, c *labs.Course, e *labs.Exercise) (string, error) {
 	if !h.local {
-		self, err := labs.SelfBinary()
+		self, err := labs.CourseProgram()
 		if err != nil {
 			return "", err
 		}

@@ -243,7 +243,7 @@ func WarmState(ctx context.Context, conn *virt.Conn, spec *images.Spec, suite *v
 		}
 	}
 	return warm.Ensure(ctx, conn, warm.MakeOptions{
-		Machine: warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.Record.SHA256, Accel: accel,
+		Machine: warm.Machine{Spec: spec.Name, Image: res.Image, ImageSum: res.SHA256, Accel: accel,
 			MemoryMiB: uint(spec.VM.Memory.MiB()), CPUs: uint(spec.VM.CPUs)},
 		SpecPath: filepath.Join(spec.Dir, filepath.Base(spec.Path)), User: spec.User, Suite: suite, BootTimeout: bootTimeout,
 	}, p.Phased)

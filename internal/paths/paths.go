@@ -49,8 +49,15 @@ func Instances() string { return filepath.Join(State(), "instances") }
 // LABFORGE_GUEST_AGENT, else labforge-guest beside this program (as
 // scripts/install builds it into bin/). "" when there is none; verify then
 // runs its checks as scripts. LABFORGE_GUEST_AGENT=none turns it off.
-func GuestAgent() string {
-	if p := os.Getenv("LABFORGE_GUEST_AGENT"); p != "" {
+func GuestAgent() string { return guestProgram("LABFORGE_GUEST_AGENT", "labforge-guest") }
+
+// CourseProgram is where the course's program for lab hosts
+// (cmd/labforge-labs) is: LABFORGE_COURSE_PROGRAM, else labforge-labs
+// beside this program; "" when there is none.
+func CourseProgram() string { return guestProgram("LABFORGE_COURSE_PROGRAM", "labforge-labs") }
+
+func guestProgram(env, name string) string {
+	if p := os.Getenv(env); p != "" {
 		if p == "none" {
 			return ""
 		}
@@ -60,7 +67,7 @@ func GuestAgent() string {
 	if err != nil {
 		return ""
 	}
-	p := filepath.Join(filepath.Dir(exe), "labforge-guest")
+	p := filepath.Join(filepath.Dir(exe), name)
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}

@@ -69,7 +69,7 @@ func Root() string { return filepath.Join(paths.Cache(), "warm") }
 type Machine struct {
 	Spec      string // the spec's name
 	Image     string // the built image
-	ImageSum  string // its sha256 (from the build's record)
+	ImageSum  string // its bytes' digest (builder.Result.SHA256: base disk and layers)
 	Accel     virt.Accel
 	MemoryMiB uint
 	CPUs      uint

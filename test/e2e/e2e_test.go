@@ -42,11 +42,15 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/labforge").CombinedOutput()
-	if err == nil {
-		// The guest agent beside it, where labforge looks for it.
-		agent := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(root, "bin", "labforge-guest"), "../../cmd/labforge-guest")
-		agent.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err = agent.CombinedOutput()
+	// The guest agent and the course's program beside it, where labforge
+	// looks for them.
+	for _, prog := range []string{"labforge-guest", "labforge-labs"} {
+		if err != nil {
+			break
+		}
+		build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(root, "bin", prog), "../../cmd/"+prog)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err = build.CombinedOutput()
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build labforge: %v\n%s", err, out)

@@ -57,6 +57,19 @@ func TestContainerInternals(t *testing.T) {
 		t.Helper()
 		return mustLabforge(t, "ssh", "-n", name, "--", cmd).stdout
 	}
+
+	t.Run("the image carries the course, without its solutions", func(t *testing.T) {
+		// Before any labforge lab command: a student who logs in types labs.
+		d := labs.GuestCourseDir
+		out := ssh("labs; echo ---; grep -rl '^wrongAttempts:' " + d + "; find " + d + " -name exercise.yaml | xargs grep -L 'not kept on the lab host'")
+		list, leaks, _ := strings.Cut(out, "---\n")
+		if !strings.Contains(list, "p2-seccomp") || !strings.Contains(list, "EXERCISE") {
+			t.Fatalf("labs on a fresh lab host:\n%s", out)
+		}
+		if leaks != "" {
+			t.Fatalf("the host's course has solutions or wrong attempts:\n%s", out)
+		}
+	})
 	t.Run("node Ready, 3 replicas on OVS ports", func(t *testing.T) {
 		if out := ssh("kubectl get nodes --no-headers"); !strings.Contains(out, " Ready ") {
 			t.Fatalf("kubectl get nodes: %s", out)

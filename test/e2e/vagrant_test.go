@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labforge/labforge/images"
 )
 
 // TestVagrantBox is the students' Vagrant path: the
@@ -94,6 +96,15 @@ func TestVagrantBox(t *testing.T) {
 	r = vagrant(t, env, 5*time.Minute, "ssh", "-c", "sudo ausearch -m avc -ts boot 2>&1 | grep -c 'avc:' || true")
 	if n := strings.TrimSpace(r.stdout); n != "0" {
 		t.Errorf("denials in the Vagrant guest: %s", n)
+	}
+
+	// A box of a spec with the course (the lab host) has it: the student
+	// types labs with no labforge on their machine, and starts an exercise.
+	if sp, err := images.Load(filepath.Join(root, spec)); err == nil && sp.Course {
+		r = vagrant(t, env, 5*time.Minute, "ssh", "-c", "labs && labs start p1-trace-run && test -s ~/labs/p1-trace-run/README.md")
+		if r.code != 0 || !strings.Contains(r.stdout, "p2-seccomp") || !strings.Contains(r.stdout, "p1-trace-run is ready") {
+			t.Errorf("labs in the Vagrant guest: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
 	}
 
 	// vagrant destroy leaves no domain and no UEFI variable store.
