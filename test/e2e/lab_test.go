@@ -69,6 +69,13 @@ func TestContainerInternals(t *testing.T) {
 		if leaks != "" {
 			t.Fatalf("the host's course has solutions or wrong attempts:\n%s", out)
 		}
+		// The student starts an exercise, checks it (not done: it fails,
+		// pointing where to look) and asks for the hints, on the host alone.
+		out = ssh("labs start p1-trace-run && test -s ~/labs/p1-trace-run/README.md && { labs check p1-trace-run; echo check=$?; labs hint p1-trace-run; }")
+		if !strings.Contains(out, "p1-trace-run is ready") || !strings.Contains(out, "check=1") || !strings.Contains(out, "FAIL") {
+			t.Fatalf("labs start, check and hint on the host:\n%s", out)
+		}
+		t.Logf("labs on the host:\n%s", out)
 	})
 	t.Run("node Ready, 3 replicas on OVS ports", func(t *testing.T) {
 		if out := ssh("kubectl get nodes --no-headers"); !strings.Contains(out, " Ready ") {
