@@ -1,11 +1,13 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/labforge/labforge/internal/instance"
 	"github.com/labforge/labforge/internal/sshx"
@@ -49,6 +51,20 @@ func (b *build) installCourse(ctx context.Context, c *sshx.Client) (string, erro
 	}
 	if err := labs.InstallInImage(ctx, instance.RootRunner{Client: c}, course, b.courseProg); err != nil {
 		return "", err
+	}
+	// The program beside labforge may be older than this labforge's
+	// course: the image is only right if it reads this course as listed.
+	var want bytes.Buffer
+	if err := course.WriteList(&want, true); err != nil {
+		return "", err
+	}
+	res, err := c.Run(ctx, labs.GuestBinary+" list --plain")
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 || res.Stdout != want.String() {
+		first, _, _ := strings.Cut(strings.TrimSpace(res.Stderr+res.Stdout), "\n")
+		return "", fmt.Errorf("the course's program on the guest does not list this course (exit %d: %s): rebuild it (scripts/install)", res.ExitCode, first)
 	}
 	return fmt.Sprintf("%d exercises, labs and %s", len(course.Exercises), labs.GuestBinary), nil
 }

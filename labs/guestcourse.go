@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 )
 
 // GuestCourseDir is where a lab host keeps the course that its student's
-// `labs` command runs (labforge-guest's `lab` commands): the course's files
+// `labs` command runs (labforge-labs): the course's files
 // with every exercise's reference solution and wrong attempts taken out.
 // The student is root on that host, so what they must not read must not
 // be there at all.
@@ -84,32 +85,38 @@ func withoutAnswers(data []byte) ([]byte, error) {
 	return b.Bytes(), enc.Close()
 }
 
-// GuestMain is labforge-guest's `lab` command on the lab host, what the
-// student's `labs` runs: list and show as the student; check, start and
-// hint as root (through sudo), with the course in GuestCourseDir. Its
-// output is labforge's `lab` commands' with --local.
+// GuestMain is labforge-labs on the lab host, what the student's `labs`
+// runs: list and show as the student; check, start and hint as root
+// (through sudo), with the course in GuestCourseDir. Its output is that of
+// labforge's `lab` commands.
 func GuestMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "labs:", err)
 		return 1
 	}
 	if len(args) == 0 {
-		return fail(errors.New("usage: labforge-guest lab list|show|check|start|hint ..."))
+		return fail(errors.New("usage: labforge-labs list|show|check|start|hint ..."))
 	}
 	c, err := Load(os.DirFS(guestCourseDir), guestCourseDir)
 	if err != nil {
 		return fail(fmt.Errorf("the course on this host: %w", err))
 	}
 	sub, flags, ids := args[0], map[string]string{}, []string(nil)
+	known := map[string][]string{"list": {"plain"}, "show": {"width", "markdown"}, "check": {"wait", "all", "local"},
+		"start": {"local"}, "hint": {"local"}} // --local: what labforge's lab commands took
 	for _, a := range args[1:] {
 		if name, ok := strings.CutPrefix(a, "--"); ok {
 			k, v, _ := strings.Cut(name, "=")
+			if !slices.Contains(known[sub], k) {
+				return fail(fmt.Errorf("%s: unknown flag --%s", sub, k))
+			}
 			flags[k] = v
 			continue
 		}
 		ids = append(ids, a)
 	}
 	_, wait := flags["wait"]
+	_, all := flags["all"]
 	switch sub {
 	case "list":
 		_, plain := flags["plain"]
@@ -147,7 +154,7 @@ func GuestMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	h := LocalHost{}
 	if sub == "check" {
-		list, err := c.Select(ids, false)
+		list, err := c.Select(ids, all)
 		if err != nil {
 			return fail(err)
 		}

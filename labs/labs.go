@@ -172,7 +172,7 @@ func (c *Course) Get(id string) (*Exercise, error) {
 // unit tests, so an error here means a broken build.
 //
 // It is a function, not a value made at start-up, so that a program that
-// never calls it (labforge-guest, which runs the host's copy of the course
+// never calls it (labforge-labs, which runs the host's copy of the course
 // without the solutions) does not carry the embedded course.
 func Default() (*Course, error) {
 	defaultOnce.Do(func() { defaultCourse, defaultErr = Load(embedded, "labs") })

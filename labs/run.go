@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/labforge/labforge/internal/runx"
@@ -113,7 +114,9 @@ func install(ctx context.Context, h Host, c *Course, v Env, self []byte, home bo
 	}
 	// The host's copy is replaced whole: an exercise renamed or removed
 	// goes from it too.
-	res, err := h.Run(ctx, "rm -rf "+GuestCourseDir+" && tar -x -f "+courseTar+" -C / && rm -f "+courseTar+" && "+
+	// Before labforge-labs, hosts ran a whole labforge, solutions inside.
+	res, err := h.Run(ctx, "rm -rf "+GuestCourseDir+" && rm -f "+path.Join(path.Dir(GuestBinary), "labforge")+" && "+
+		"tar -x -f "+courseTar+" -C / && rm -f "+courseTar+" && "+
 		"if command -v restorecon >/dev/null; then restorecon -R "+quoteAll(label)+"; fi")
 	if err != nil {
 		return fmt.Errorf("install the course: %w", err)
@@ -390,11 +393,22 @@ func (v Env) Check(ctx context.Context, h Host, e *Exercise, wait bool, opts ver
 type LocalHost struct{ verify.Local }
 
 // Put writes dst, making its directory.
+//
+// It runs as root on files in the student's directory: a link the student
+// put at dst is refused, not followed (it could point at /etc/shadow).
 func (LocalHost) Put(ctx context.Context, dst string, data []byte, mode os.FileMode, owner string) error {
 	if err := os.MkdirAll(path.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(dst, data, mode); err != nil {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	if err := os.Chmod(dst, mode); err != nil {
@@ -409,5 +423,5 @@ func (LocalHost) Put(ctx context.Context, dst string, data []byte, mode os.FileM
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return os.Chown(dst, uid, gid)
+	return os.Lchown(dst, uid, gid)
 }

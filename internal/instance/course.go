@@ -50,8 +50,8 @@ func (h *CourseHost) Close() {
 }
 
 // Start sets exercise e of course c up and returns what its setup printed.
-// On an instance it installs the course and this labforge first (the
-// student's `labs` command runs it); inside the host they are there.
+// On an instance it installs the course and its program first (the
+// student's `labs` command runs them); inside the host they are there.
 func (h *CourseHost) Start(ctx context.Context, c *labs.Course, e *labs.Exercise) (string, error) {
 	if !h.local {
 		self, err := labs.CourseProgram()
