@@ -62,7 +62,7 @@ func WriteResults(out, stderr io.Writer, a Action, results []HostResult) {
 		case ActionStop:
 			fmt.Fprintf(out, "%s: stopped in %s\n", r.Student, took)
 		}
-		if r.Cold != "" {
+		if a == ActionReset && r.Cold != "" {
 			fmt.Fprintf(stderr, "labforge: %s: booted from cold: %s\n", r.Student, r.Cold)
 		}
 	}
