@@ -102,8 +102,7 @@ func GuestMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(fmt.Errorf("the course on this host: %w", err))
 	}
 	sub, flags, ids := args[0], map[string]string{}, []string(nil)
-	known := map[string][]string{"list": {"plain"}, "show": {"width", "markdown"}, "check": {"wait", "all", "local"},
-		"start": {"local"}, "hint": {"local"}} // --local: what labforge's lab commands took
+	known := map[string][]string{"list": {"plain"}, "show": {"width", "markdown"}, "check": {"wait", "all"}}
 	for _, a := range args[1:] {
 		if name, ok := strings.CutPrefix(a, "--"); ok {
 			k, v, _ := strings.Cut(name, "=")

@@ -117,7 +117,7 @@ func install(ctx context.Context, h Host, c *Course, v Env, self []byte, home bo
 	// Before labforge-labs, hosts ran a whole labforge, solutions inside.
 	res, err := h.Run(ctx, "rm -rf "+GuestCourseDir+" && rm -f "+path.Join(path.Dir(GuestBinary), "labforge")+" && "+
 		"tar -x -f "+courseTar+" -C / && rm -f "+courseTar+" && "+
-		"if command -v restorecon >/dev/null; then restorecon -R "+quoteAll(label)+"; fi")
+		"if command -v restorecon >/dev/null; then restorecon -R "+runx.QuoteAll(label)+"; fi")
 	if err != nil {
 		return fmt.Errorf("install the course: %w", err)
 	}
@@ -125,14 +125,6 @@ func install(ctx context.Context, h Host, c *Course, v Env, self []byte, home bo
 		return fmt.Errorf("install the course: tar: exit %d: %s", res.ExitCode, strings.TrimSpace(res.Stderr))
 	}
 	return nil
-}
-
-func quoteAll(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = runx.Quote(a)
-	}
-	return strings.Join(q, " ")
 }
 
 // courseTar is where Install puts the course's archive before unpacking it.
@@ -329,13 +321,7 @@ func (v Env) Start(ctx context.Context, h Host, e *Exercise) (string, error) {
 
 // existing reports which of names already exist under dir on the host.
 func (v Env) existing(ctx context.Context, h Host, dir string, names []string) (map[string]bool, error) {
-	var cmd strings.Builder
-	cmd.WriteString("cd " + runx.Quote(dir) + " || exit 0; for f in")
-	for _, n := range names {
-		cmd.WriteString(" " + runx.Quote(n))
-	}
-	cmd.WriteString("; do [ -e \"$f\" ] && printf '%s\\n' \"$f\"; done; true")
-	res, err := h.Run(ctx, cmd.String())
+	res, err := h.Run(ctx, "cd "+runx.Quote(dir)+" || exit 0; for f in "+runx.QuoteAll(names)+"; do [ -e \"$f\" ] && printf '%s\\n' \"$f\"; done; true")
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func runCI(ctx context.Context, out io.Writer, args []string, f *ciFlags, g *glo
 		return fmt.Errorf("--wrong-attempts: %w", err)
 	}
 	if f.on != "" {
-		h, err := instance.OpenCourseHost(ctx, f.on, false)
+		h, err := instance.OpenCourseHost(ctx, f.on)
 		if err != nil {
 			return err
 		}

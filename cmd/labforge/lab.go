@@ -12,18 +12,11 @@ import (
 	"github.com/labforge/labforge/labs"
 )
 
-// labTarget says which host a lab command works on: a running instance
-// over SSH, or (--local, used by the student's `labs` command inside the
-// guest) this machine.
-type labTarget struct {
-	name  string
-	local bool
-}
+// labTarget says which running instance a lab command works on.
+type labTarget struct{ name string }
 
 func (t *labTarget) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&t.name, "name", "n", "default", "instance name")
-	cmd.Flags().BoolVar(&t.local, "local", false, "work on this machine (inside the lab host, as root)")
-	_ = cmd.Flags().MarkHidden("local")
 }
 
 func course() (*labs.Course, error) {
@@ -116,7 +109,7 @@ per exercise. It exits non-zero when any check fails.`,
 			if err != nil {
 				return err
 			}
-			h, err := instance.OpenCourseHost(cmd.Context(), t.name, t.local)
+			h, err := instance.OpenCourseHost(cmd.Context(), t.name)
 			if err != nil {
 				return err
 			}
@@ -191,7 +184,7 @@ func newLabScriptCmd(use, short string, run func(context.Context, *instance.Cour
 			if err != nil {
 				return err
 			}
-			h, err := instance.OpenCourseHost(cmd.Context(), t.name, t.local)
+			h, err := instance.OpenCourseHost(cmd.Context(), t.name)
 			if err != nil {
 				return err
 			}

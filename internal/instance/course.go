@@ -2,34 +2,24 @@ package instance
 
 import (
 	"context"
-	"errors"
-	"os"
 	"time"
 
 	"github.com/labforge/labforge/labs"
 )
 
-// CourseHost is a lab host as the course's commands drive it: an
-// instance over SSH, or this machine (inside the lab host, from the
-// student's `labs` command).
+// CourseHost is a lab host as labforge's course commands drive it: an
+// instance over SSH. (Inside the host, the student's `labs` runs
+// labforge-labs, labs.GuestMain.)
 type CourseHost struct {
 	Host  labs.Host
 	Env   labs.Env
-	Name  string // in reports: the instance's, or "localhost"
-	local bool
+	Name  string // the instance's, in reports
 	close func()
 }
 
-// OpenCourseHost connects, as root, to the instance called name, or with
-// local is this machine, which must be run as root: the exercises'
-// scripts and checks need it. Close ends the connection.
-func OpenCourseHost(ctx context.Context, name string, local bool) (*CourseHost, error) {
-	if local {
-		if os.Geteuid() != 0 {
-			return nil, errors.New("--local runs the exercise's scripts and checks as root: use sudo")
-		}
-		return &CourseHost{Host: labs.LocalHost{}, Name: "localhost", local: true}, nil
-	}
+// OpenCourseHost connects, as root, to the instance called name: the
+// exercises' scripts and checks need it. Close ends the connection.
+func OpenCourseHost(ctx context.Context, name string) (*CourseHost, error) {
 	inst, err := Load(name)
 	if err != nil {
 		return nil, err
@@ -50,17 +40,15 @@ func (h *CourseHost) Close() {
 }
 
 // Start sets exercise e of course c up and returns what its setup printed.
-// On an instance it installs the course and its program first (the
-// student's `labs` command runs them); inside the host they are there.
+// It installs the course and its program first (the student's `labs`
+// runs them), so that the host has this labforge's course.
 func (h *CourseHost) Start(ctx context.Context, c *labs.Course, e *labs.Exercise) (string, error) {
-	if !h.local {
-		self, err := labs.CourseProgram()
-		if err != nil {
-			return "", err
-		}
-		if err := labs.Install(ctx, h.Host, c, h.Env, self); err != nil {
-			return "", err
-		}
+	prog, err := labs.CourseProgram()
+	if err != nil {
+		return "", err
+	}
+	if err := labs.Install(ctx, h.Host, c, h.Env, prog); err != nil {
+		return "", err
 	}
 	return h.Env.Start(ctx, h.Host, e)
 }

@@ -84,3 +84,12 @@ func (f forgiving) Write(p []byte) (int, error) {
 
 // Quote quotes s as one word for a POSIX shell.
 func Quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// QuoteAll quotes each word and joins them with spaces.
+func QuoteAll(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = Quote(w)
+	}
+	return strings.Join(q, " ")
+}

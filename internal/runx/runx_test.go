@@ -13,3 +13,11 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestQuoteAll(t *testing.T) {
+	words := []string{"it's", "$(rm -rf /)", "a b", ""}
+	out, err := exec.Command("sh", "-c", `for w in `+QuoteAll(words)+`; do printf '[%s]' "$w"; done`).Output()
+	if err != nil || string(out) != "[it's][$(rm -rf /)][a b][]" {
+		t.Fatalf("sh printed %q, %v", out, err)
+	}
+}
