@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/jstemmer/go-junit-report/v2/junit"
-	"github.com/labforge/labforge/internal/paths"
+	"github.com/labforge/labforge/internal/instance"
 )
 
 var (
@@ -122,8 +122,12 @@ func downAfter(t *testing.T, name string) {
 }
 
 func keepConsole(t *testing.T, name string) {
-	console := filepath.Join(paths.Instances(), name, "console.log")
-	b, err := os.ReadFile(console)
+	inst, err := instance.Load(name)
+	if err != nil {
+		t.Logf("console of %s: %v", name, err)
+		return
+	}
+	b, err := os.ReadFile(inst.ConsolePath())
 	if err != nil {
 		t.Logf("console of %s: %v", name, err)
 		return
